@@ -1,0 +1,5 @@
+import sys
+
+from jetpower.cli import main
+
+sys.exit(main())
