@@ -1,0 +1,76 @@
+/* Characterisation helpers and the bare reference loops the benchmark compares against. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "jp_internal.h"
+
+int64_t jp_time_reads(const char *path, uint64_t n, int64_t *out_ns)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    for (uint64_t k = 0; k < n; k++) {
+        int64_t v;
+        int64_t t0 = jp_now_ns(CLOCK_MONOTONIC);
+        int rc = jp_read_int(fd, &v);
+        int64_t t1 = jp_now_ns(CLOCK_MONOTONIC);
+        if (rc != 0) {
+            int err = errno;
+            close(fd);
+            return -err;
+        }
+        out_ns[k] = t1 - t0;
+    }
+    close(fd);
+    return (int64_t)n;
+}
+
+int64_t jp_bench_pread_loop(const char **paths, uint32_t n, int64_t duration_ns)
+{
+    int fds[JP_MAX_CHANNELS];
+    if (n > JP_MAX_CHANNELS)
+        return -EINVAL;
+    for (uint32_t i = 0; i < n; i++) {
+        fds[i] = open(paths[i], O_RDONLY | O_CLOEXEC);
+        if (fds[i] < 0) {
+            int err = errno;
+            while (i--)
+                close(fds[i]);
+            return -err;
+        }
+    }
+    int64_t passes = 0, end = jp_now_ns(CLOCK_MONOTONIC) + duration_ns;
+    volatile int64_t sink = 0;
+    do {
+        for (uint32_t i = 0; i < n; i++) {
+            int64_t v = 0;
+            jp_read_int(fds[i], &v);
+            sink += v;
+        }
+        passes++;
+    } while (jp_now_ns(CLOCK_MONOTONIC) < end);
+    for (uint32_t i = 0; i < n; i++)
+        close(fds[i]);
+    return passes;
+}
+
+int64_t jp_bench_sleep_loop(int64_t period_ns, uint64_t n, int64_t *out_ns)
+{
+    int64_t missed = 0, deadline = jp_now_ns(CLOCK_MONOTONIC);
+    for (uint64_t k = 0; k < n; k++) {
+        deadline += period_ns;
+        int64_t now = jp_now_ns(CLOCK_MONOTONIC);
+        if (now >= deadline) {
+            int64_t m = (now - deadline) / period_ns + 1;
+            missed += m;
+            deadline += m * period_ns;
+        }
+        struct timespec ts = {.tv_sec = deadline / 1000000000LL, .tv_nsec = deadline % 1000000000LL};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+            ;
+        out_ns[k] = jp_now_ns(CLOCK_MONOTONIC);
+    }
+    return missed;
+}

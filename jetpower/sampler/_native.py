@@ -1,0 +1,245 @@
+"""The one module that imports the compiled ``jetpower._sampler``.
+
+It checks arguments, turns return codes and errno into :class:`SamplerError`, and copies data out
+of C memory.  Nothing else in jetpower touches ``ffi`` or ``lib``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from jetpower.errors import SamplerError
+
+try:
+    from jetpower._sampler import ffi, lib
+except ImportError as e:  # pragma: no cover - only without a build
+    raise SamplerError(
+        "the compiled sampler jetpower._sampler is missing: install jetpower with "
+        "'pip install .' (it needs a C compiler and cffi)"
+    ) from e
+
+RING_VERSION: int = lib.JP_RING_VERSION
+MAX_CHANNELS: int = lib.JP_MAX_CHANNELS
+_RECORD_FIXED: int = lib.JP_RECORD_FIXED
+_ERRLEN = 512
+
+STATE_NAMES = {
+    lib.JP_STATE_INIT: "init",
+    lib.JP_STATE_RUNNING: "running",
+    lib.JP_STATE_STOPPED: "stopped",
+    lib.JP_STATE_FAILED: "failed",
+}
+
+SCHED_NAMES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 5: "SCHED_IDLE"}
+
+
+def _cstrings(items: Sequence[str]) -> tuple[list[object], object]:
+    keep = [ffi.new("char[]", os.fsencode(s)) for s in items]
+    return keep, ffi.new("const char *[]", keep)
+
+
+def run_loop(
+    ring_path: Path,
+    paths: Sequence[str],
+    names: Sequence[str],
+    units: Sequence[str],
+    *,
+    capacity: int,
+    rate_hz: float,
+    max_samples: int = 0,
+    max_seconds: float = 0.0,
+    install_signals: bool = True,
+) -> None:
+    """Run the C sampling loop in this thread (the GIL is released) until stopped."""
+    n = len(paths)
+    if not 1 <= n <= MAX_CHANNELS:
+        raise SamplerError(f"{n} channels; the sampler takes 1 to {MAX_CHANNELS}")
+    if not (len(names) == len(units) == n):
+        raise SamplerError("paths, names and units must have the same length")
+    if capacity < 2:
+        raise SamplerError(f"ring capacity {capacity} is too small (at least 2 records)")
+    keep_p, c_paths = _cstrings(paths)
+    keep_n, c_names = _cstrings(names)
+    keep_u, c_units = _cstrings(units)
+    err = ffi.new("char[]", _ERRLEN)
+    rc = lib.jp_sampler_run(
+        os.fsencode(ring_path), c_paths, c_names, c_units, n, capacity, float(rate_hz),
+        max_samples, int(max_seconds * 1e9), int(install_signals), err, _ERRLEN,
+    )
+    del keep_p, keep_n, keep_u
+    if rc != 0:
+        raise SamplerError(ffi.string(err).decode(errors="replace") or os.strerror(-rc))
+
+
+@dataclass(frozen=True, slots=True)
+class RingInfo:
+    """The static part of a ring header."""
+
+    version: int
+    nchan: int
+    capacity: int
+    record_size: int
+    rate_hz: float
+    period_ns: int
+    anchor_realtime_ns: int
+    anchor_monotonic_ns: int
+    anchor_error_ns: int
+    start_monotonic_ns: int
+    writer_pid: int
+    cpu: int
+    sched_policy: str
+    sched_priority: int
+    names: tuple[str, ...]
+    units: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """The live counters of a ring header."""
+
+    state: str
+    samples: int
+    missed_deadlines: int
+    overruns: int
+    read_errors: tuple[int, ...]
+    failing: tuple[bool, ...]
+    gone: tuple[bool, ...]
+    stop_signal: int
+    stop_monotonic_ns: int
+
+
+class Records:
+    """A batch of records copied out of the ring, decoded lazily.
+
+    Each record: ``(seq, t_start_ns, t_end_ns, valid_mask, values...)``.
+    """
+
+    __slots__ = ("_buf", "_fmt", "count")
+
+    def __init__(self, buf: bytes, nchan: int, count: int) -> None:
+        self._buf = buf
+        self._fmt = struct.Struct(f"=QqqQ{nchan}q")
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return self._fmt.iter_unpack(self._buf)
+
+
+class RingReader:
+    """Reads a sampler's ring-buffer file; the acquire side of the protocol lives in C."""
+
+    def __init__(self, path: Path) -> None:
+        err = ffi.new("char[]", _ERRLEN)
+        r = lib.jp_reader_open(os.fsencode(path), err, _ERRLEN)
+        if r == ffi.NULL:
+            raise SamplerError(ffi.string(err).decode(errors="replace"))
+        self._r = r
+        self._counters = ffi.new("struct jp_counters *")
+        self._buf: object | None = None
+        self._info: RingInfo | None = None
+        self.path = path
+
+    def close(self) -> None:
+        if self._r is not None:
+            lib.jp_reader_close(self._r)
+            self._r = None
+
+    def __enter__(self) -> RingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ready(self) -> bool:
+        """True once the header is complete; raises if the file is not a ring we can read."""
+        err = ffi.new("char[]", _ERRLEN)
+        rc = lib.jp_reader_check(self._r, err, _ERRLEN)
+        if rc < 0:
+            raise SamplerError(f"{self.path}: {ffi.string(err).decode(errors='replace')}")
+        return rc == 1
+
+    @property
+    def info(self) -> RingInfo:
+        if self._info is None:
+            if not self.ready():
+                raise SamplerError(f"{self.path}: the ring header is not written yet")
+            h = lib.jp_reader_header(self._r)
+            n = h.nchan
+            self._info = RingInfo(
+                version=h.version, nchan=n, capacity=h.capacity, record_size=h.record_size,
+                rate_hz=h.rate_hz, period_ns=h.period_ns,
+                anchor_realtime_ns=h.anchor_realtime_ns,
+                anchor_monotonic_ns=h.anchor_monotonic_ns, anchor_error_ns=h.anchor_error_ns,
+                start_monotonic_ns=h.start_monotonic_ns, writer_pid=h.writer_pid, cpu=h.cpu,
+                sched_policy=SCHED_NAMES.get(h.sched_policy, str(h.sched_policy)),
+                sched_priority=h.sched_priority,
+                names=tuple(ffi.string(h.names[i]).decode() for i in range(n)),
+                units=tuple(ffi.string(h.units[i]).decode() for i in range(n)),
+            )
+        return self._info
+
+    def counters(self) -> Counters:
+        c = self._counters
+        lib.jp_reader_counters(self._r, c)
+        n = self.info.nchan
+        return Counters(
+            state=STATE_NAMES.get(c.state, str(c.state)),
+            samples=c.seq,
+            missed_deadlines=c.missed_deadlines,
+            overruns=c.overruns,
+            read_errors=tuple(c.read_errors[i] for i in range(n)),
+            failing=tuple(bool(c.failing_mask >> i & 1) for i in range(n)),
+            gone=tuple(bool(c.gone_mask >> i & 1) for i in range(n)),
+            stop_signal=c.stop_signal,
+            stop_monotonic_ns=c.stop_monotonic_ns,
+        )
+
+    @property
+    def position(self) -> int:
+        """Index of the next record this reader will return."""
+        return int(lib.jp_reader_position(self._r))
+
+    def drain(self, max_records: int = 65536) -> tuple[Records, int]:
+        """Copy out the records published since the last call: ``(records, lost)``.
+
+        ``lost`` counts records overwritten before this reader got to them; they are also added to
+        the header's overrun counter, never returned as data.
+        """
+        info = self.info
+        if self._buf is None or len(self._buf) < max_records * info.record_size:  # type: ignore[arg-type]
+            self._buf = ffi.new("unsigned char[]", max_records * info.record_size)
+        lost = ffi.new("uint64_t *")
+        n = lib.jp_reader_drain(self._r, self._buf, max_records, lost)
+        data = bytes(ffi.buffer(self._buf, n * info.record_size))
+        return Records(data, info.nchan, n), int(lost[0])
+
+
+def time_reads(path: str, n: int) -> list[int]:
+    """Per-read cost of ``n`` preads of one file, in ns."""
+    out = ffi.new("int64_t[]", n)
+    rc = lib.jp_time_reads(os.fsencode(path), n, out)
+    if rc < 0:
+        raise SamplerError(f"cannot read {path}: {os.strerror(-rc)}")
+    return list(out)
+
+
+def bench_pread_loop(paths: Sequence[str], seconds: float) -> int:
+    keep, c_paths = _cstrings(paths)
+    rc = int(lib.jp_bench_pread_loop(c_paths, len(paths), int(seconds * 1e9)))
+    del keep
+    if rc < 0:
+        raise SamplerError(f"bare read loop failed: {os.strerror(-rc)}")
+    return rc
+
+
+def bench_sleep_loop(period_ns: int, n: int) -> tuple[list[int], int]:
+    out = ffi.new("int64_t[]", n)
+    missed = int(lib.jp_bench_sleep_loop(period_ns, n, out))
+    return list(out), missed

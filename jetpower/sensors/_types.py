@@ -1,0 +1,125 @@
+"""Typed, immutable descriptions of power rails and the files behind them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from jetpower.errors import SensorError
+
+Derivation = Literal["v_x_i", "power"]
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One sysfs file the sampler reads: an integer in ``unit``."""
+
+    name: str  # unique within a sensor set, e.g. "VDD_IN.mV"
+    path: Path
+    unit: str  # "mV", "mA", "mW", "uW"
+    quantity: Literal["voltage", "current", "power"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rail:
+    """A power rail and how its power is derived.
+
+    ``v_x_i``: power [uW] = voltage [mV] x current [mA]; ``power``: a power file (mW or uW).
+    """
+
+    label: str
+    device: str
+    derivation: Derivation
+    voltage: Channel | None = None
+    current: Channel | None = None
+    power: Channel | None = None
+
+    @property
+    def channels(self) -> tuple[Channel, ...]:
+        return tuple(c for c in (self.voltage, self.current, self.power) if c is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "device": self.device,
+            "derivation": self.derivation,
+            "files": {c.quantity: str(c.path) for c in self.channels},
+            "units": {c.quantity: c.unit for c in self.channels},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TotalRule:
+    """Which rail (or sum of rails) counts as the board's total power, and why."""
+
+    rails: tuple[str, ...]
+    reason: str
+
+    @property
+    def is_sum(self) -> bool:
+        return len(self.rails) > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sum": list(self.rails)} if self.is_sum else {"rail": self.rails[0]}
+
+
+@dataclass(frozen=True, slots=True)
+class SensorSet:
+    """What discovery found: the rails to sample, the total rule, and what is known of the board."""
+
+    source: str  # "ina3221", "ina3221x", "hwmon", "simulated"
+    root: Path
+    rails: tuple[Rail, ...]
+    total: TotalRule
+    board: str | None = None
+    l4t: str | None = None
+    jetpack: str | None = None
+    simulated: bool = False
+    devices: tuple[dict[str, Any], ...] = field(default=())  # per chip: update_interval, samples
+
+    @property
+    def channels(self) -> tuple[Channel, ...]:
+        return tuple(c for r in self.rails for c in r.channels)
+
+    def rail(self, label: str) -> Rail:
+        for r in self.rails:
+            if r.label == label:
+                return r
+        raise SensorError(
+            f"unknown rail {label!r}; this sensor has: {', '.join(r.label for r in self.rails)}"
+        )
+
+    def select(self, rails: tuple[str, ...] | None = None,
+               total: tuple[str, ...] | None = None) -> SensorSet:
+        """Keep only ``rails`` (default all) and count ``total`` (default the board rule)."""
+        unknown = [n for n in (*(rails or ()), *(total or ())) if n not in self.labels]
+        if unknown:
+            raise SensorError(
+                f"unknown rail name(s) {', '.join(map(repr, unknown))}; "
+                f"this sensor has: {', '.join(self.labels)}"
+            )
+        new_total = self.total if not total else TotalRule(tuple(total), "named in the plan")
+        keep = set(rails) | set(new_total.rails) if rails else set(self.labels)
+        missing = [n for n in new_total.rails if n not in keep]
+        if missing:  # cannot happen: total rails are always kept
+            raise SensorError(f"total rail(s) {missing} not sampled")
+        return replace(self, rails=tuple(r for r in self.rails if r.label in keep), total=new_total)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(r.label for r in self.rails)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "simulated": self.simulated,
+            "root": str(self.root),
+            "board": self.board,
+            "l4t": self.l4t,
+            "jetpack": self.jetpack,
+            "rails": [r.to_dict() for r in self.rails],
+            "total": self.total.to_dict(),
+            "total_reason": self.total.reason,
+            "devices": list(self.devices),
+        }

@@ -1,0 +1,176 @@
+"""Find the power rails under a root directory (``/`` on a board; a fake tree in tests).
+
+Sources, tried in this order by ``source="auto"``: INA3221 through hwmon (JetPack 5/6), through
+NVIDIA's ``ina3221x`` IIO driver (JetPack 4), then generic hwmon power or voltage+current files.
+The simulated source is never picked by ``auto``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from jetpower.errors import SensorError
+from jetpower.sensors._types import Channel, Rail, SensorSet
+from jetpower.sensors.boards import board_info, total_rule
+
+#: labels of INA3221 channels that are not power rails
+SKIP_LABELS = frozenset({"NC", "sum of shunt voltages"})
+
+SOURCES = ("auto", "ina3221", "ina3221x", "hwmon", "simulated")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def _sorted_devices(pattern: str, root: Path) -> list[Path]:
+    return sorted(p for p in root.glob(pattern) if p.is_dir())
+
+
+def _vi_rail(label: str, device: str, v: Path, i: Path, vunit: str = "mV",
+             iunit: str = "mA") -> Rail:
+    return Rail(
+        label=label,
+        device=device,
+        derivation="v_x_i",
+        voltage=Channel(f"{label}.{vunit}", v, vunit, "voltage"),
+        current=Channel(f"{label}.{iunit}", i, iunit, "current"),
+    )
+
+
+def _device_facts(hw: Path, device: str) -> dict[str, object]:
+    facts: dict[str, object] = {"device": device, "path": str(hw)}
+    for name in ("update_interval", "samples"):
+        text = _read(hw / name)
+        facts[name] = int(text) if text and text.lstrip("-").isdigit() else None
+    return facts
+
+
+def _ina3221_hwmon(root: Path) -> tuple[list[Rail], list[dict[str, object]]]:
+    rails: list[Rail] = []
+    devices = []
+    for hw in _sorted_devices("sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*", root):
+        addr = hw.parent.parent.name
+        device = f"ina3221 {addr} {hw.name}"
+        devices.append(_device_facts(hw, device))
+        for n in (1, 2, 3):
+            label = _read(hw / f"in{n}_label") or f"{addr}-in{n}"
+            if label in SKIP_LABELS or _read(hw / f"in{n}_enable") == "0":
+                continue
+            v, i = hw / f"in{n}_input", hw / f"curr{n}_input"
+            if v.exists() and i.exists():
+                rails.append(_vi_rail(label, f"{device} channel {n}", v, i))
+    return rails, devices
+
+
+def _ina3221x_iio(root: Path) -> tuple[list[Rail], list[dict[str, object]]]:
+    rails: list[Rail] = []
+    devices = []
+    for dev in _sorted_devices("sys/bus/i2c/drivers/ina3221x/*/iio:device*", root):
+        device = f"ina3221x {dev.parent.name} {dev.name}"
+        devices.append(_device_facts(dev, device))
+        for n in range(8):
+            label = _read(dev / f"rail_name_{n}")
+            if label is None:
+                if not (dev / f"in_voltage{n}_input").exists():
+                    break
+                label = f"{dev.parent.name}-ch{n}"
+            if label in SKIP_LABELS:
+                continue
+            v, i = dev / f"in_voltage{n}_input", dev / f"in_current{n}_input"
+            if v.exists() and i.exists():
+                rails.append(_vi_rail(label, f"{device} channel {n}", v, i))
+    return rails, devices
+
+
+def _generic_hwmon(root: Path) -> tuple[list[Rail], list[dict[str, object]]]:
+    rails: list[Rail] = []
+    devices = []
+    seen: set[Path] = set()
+    for hw in _sorted_devices("sys/class/hwmon/hwmon*", root):
+        real = hw.resolve()
+        if real in seen or _read(hw / "name") in {"ina3221"}:
+            continue
+        seen.add(real)
+        name = _read(hw / "name") or hw.name
+        device = f"hwmon {name} {hw.name}"
+        found = False
+        for p in sorted(hw.glob("power*_input")):
+            m = re.fullmatch(r"power(\d+)_input", p.name)
+            if not m:
+                continue
+            label = _read(hw / f"power{m[1]}_label") or f"{name}/power{m[1]}"
+            rails.append(Rail(label, device, "power",
+                              power=Channel(f"{label}.uW", p, "uW", "power")))
+            found = True
+        if not found:
+            for p in sorted(hw.glob("curr*_input")):
+                m = re.fullmatch(r"curr(\d+)_input", p.name)
+                v = hw / f"in{m[1]}_input" if m else None
+                if m and v and v.exists():
+                    label = _read(hw / f"curr{m[1]}_label") or f"{name}/ch{m[1]}"
+                    rails.append(_vi_rail(label, device, v, p))
+                    found = True
+        if found:
+            devices.append(_device_facts(hw, device))
+    return rails, devices
+
+
+_FINDERS: dict[str, Callable[[Path], tuple[list[Rail], list[dict[str, object]]]]] = {
+    "ina3221": _ina3221_hwmon,
+    "ina3221x": _ina3221x_iio,
+    "hwmon": _generic_hwmon,
+}
+
+_WHERE = {
+    "ina3221": "sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*",
+    "ina3221x": "sys/bus/i2c/drivers/ina3221x/*/iio:device*",
+    "hwmon": "sys/class/hwmon/hwmon* (power*_input, or in*_input with curr*_input)",
+}
+
+
+def discover(root: Path = Path("/"), source: str = "auto") -> SensorSet:
+    """Describe the rails under ``root`` (for ``simulated``, ``root`` is the fake tree)."""
+    if source not in SOURCES:
+        raise SensorError(f"unknown sensor source {source!r}; expected one of {', '.join(SOURCES)}")
+    if not root.is_dir():
+        raise SensorError(f"sensor root {str(root)!r} does not exist or is not a directory")
+    order = ["ina3221", "ina3221x", "hwmon"] if source == "auto" else [source]
+    if source == "simulated":
+        order = ["ina3221"]
+    for name in order:
+        rails, devices = _FINDERS[name](root)
+        if rails:
+            labels = tuple(r.label for r in rails)
+            if len(set(labels)) != len(labels):
+                dup = {lb for lb in labels if labels.count(lb) > 1}
+                rails = [_renamed(r, k) if r.label in dup else r for k, r in enumerate(rails)]
+                labels = tuple(r.label for r in rails)
+            info = board_info(root)
+            return SensorSet(
+                source=source if source == "simulated" else name,
+                root=root,
+                rails=tuple(rails),
+                total=total_rule(labels),
+                board=info["board"] if source != "simulated" else "simulated INA3221 board",
+                l4t=info["l4t"],
+                jetpack=info["jetpack"],
+                simulated=source == "simulated",
+                devices=tuple(devices),
+            )
+    looked = "; ".join(f"{root / _WHERE[n]}" for n in order)
+    hint = "" if source == "simulated" else (
+        " Use --simulate (or source = \"simulated\" in the plan) to try jetpower without sensors."
+    )
+    raise SensorError(f"no power sensor found; looked in: {looked}.{hint}")
+
+
+def _renamed(rail: Rail, k: int) -> Rail:
+    """Two chips may report rails of the same label: make such labels unique by position."""
+    return _vi_rail(f"{rail.label}@{k}", rail.device, rail.voltage.path, rail.current.path) \
+        if rail.voltage and rail.current else rail
