@@ -1,0 +1,68 @@
+"""Filesystem habits: atomic writes, never overwriting data, checksums."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jetpower.errors import UsageError
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync it, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 4) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def prepare_new_dir(path: Path, what: str = "output directory") -> Path:
+    """Make sure ``path`` is a new or empty, writable directory; create it. Never touches data."""
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"{what} {str(path)!r} exists and is not a directory")
+        if any(path.iterdir()):
+            raise UsageError(
+                f"{what} {str(path)!r} is not empty; jetpower never overwrites data: "
+                "choose a new directory"
+            )
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"{what} {str(path)!r} is not writable")
+        return path
+    check_creatable(path, what)
+    path.mkdir(parents=True)
+    return path
+
+
+def check_creatable(path: Path, what: str = "directory") -> None:
+    """Raise unless ``path`` could be created: its nearest existing parent must be writable."""
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot create {what} {str(path)!r}: {str(parent)!r} is not writable")

@@ -1,0 +1,178 @@
+"""Acquisition: resolve the sensor, run the simulated source, drain the sampler continuously.
+
+:class:`Recorder` drains the ring every ``interval`` seconds into the run's samples CSV (through
+aiofiles, never blocking the loop) and hands each batch of readings to the sinks that are open
+(a phase's integrator, a model's power log).  One sampler, one continuous stream: phases are
+time windows over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiofiles
+
+from jetpower._proc import child
+from jetpower.errors import SensorError
+from jetpower.log import get_logger
+from jetpower.sampler.process import SamplerHandle
+from jetpower.sampler.stream import Decoder, Integrator, Reading, power_log_line
+from jetpower.sensors import SensorSet, discover
+from jetpower.sensors.simulate import create_tree
+from jetpower.timebase import Anchor
+
+log = get_logger()
+
+
+@contextlib.asynccontextmanager
+async def sensor_source(
+    *,
+    root: Path = Path("/"),
+    source: str = "auto",
+    rails: Sequence[str] | None = None,
+    total: Sequence[str] | None = None,
+) -> AsyncIterator[SensorSet]:
+    """The sensor to sample; for ``simulated``, a fake tree and its generator for the block."""
+    if source != "simulated":
+        yield discover(root, source).select(tuple(rails or ()) or None, tuple(total or ()) or None)
+        return
+    with tempfile.TemporaryDirectory(prefix="jetpower-sim-") as tmp:
+        tree = create_tree(Path(tmp))
+        sensor = discover(tree, "simulated").select(
+            tuple(rails or ()) or None, tuple(total or ()) or None
+        )
+        argv = [sys.executable, "-m", "jetpower.sensors.simulate", str(tree)]
+        async with child(argv, name="simulator", stdout=asyncio.subprocess.PIPE, grace=2.0) as p:
+            assert p.stdout is not None
+            try:
+                line = await asyncio.wait_for(p.stdout.readline(), 10.0)
+            except asyncio.TimeoutError:
+                line = b""
+            if line.strip() != b"ready":
+                raise SensorError("the simulated sensor's generator did not start")
+            log.warning("simulated_sensor", root=str(tree),
+                        note="SIMULATED power: these numbers are not measurements")
+            yield sensor
+
+
+class Sink(Protocol):
+    def feed(self, readings: Sequence[Reading]) -> None: ...
+
+
+class WindowSink:
+    """Integrates the total power of the readings inside ``[start_ns, end_ns]``."""
+
+    def __init__(self, start_ns: int, end_ns: int | None = None) -> None:
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.integrator = Integrator()
+
+    def feed(self, readings: Sequence[Reading]) -> None:
+        for r in readings:
+            if r.t_ns >= self.start_ns and (self.end_ns is None or r.t_ns <= self.end_ns):
+                self.integrator.add(r.t_ns, r.total_uw)
+
+
+class PowerLogSink:
+    """Writes the original ``<model>_power_log.log`` lines of readings from ``start_ns`` on."""
+
+    def __init__(self, path: Path, anchor: Anchor, start_ns: int) -> None:
+        self.path = path
+        self.anchor = anchor
+        self.start_ns = start_ns
+        self.end_ns: int | None = None
+        self.lines = 0
+        self.skipped = 0
+        self._pending: list[str] = []
+        self._fh: Any = None
+
+    def feed(self, readings: Sequence[Reading]) -> None:
+        for r in readings:
+            if r.t_ns < self.start_ns or (self.end_ns is not None and r.t_ns > self.end_ns):
+                continue
+            line = power_log_line(r, self.anchor)
+            if line is None:
+                self.skipped += 1
+            else:
+                self._pending.append(line)
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        if self._fh is None:
+            self._fh = await aiofiles.open(self.path, "a", encoding="utf-8")
+        text, self._pending = "".join(self._pending), []
+        self.lines += text.count("\n")
+        await self._fh.write(text)
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._fh is None:  # no sample at all: still leave the (empty) file the layout promises
+            self._fh = await aiofiles.open(self.path, "a", encoding="utf-8")
+        await self._fh.close()
+        self._fh = None
+
+
+class Recorder:
+    """Drains the sampler ring continuously; writes every reading to the samples CSV."""
+
+    def __init__(self, handle: SamplerHandle, decoder: Decoder, samples_csv: Path | None,
+                 *, interval: float = 0.05) -> None:
+        self.handle = handle
+        self.decoder = decoder
+        self.samples_csv = samples_csv
+        self.interval = interval
+        self.sinks: list[Sink] = []
+        self.samples = 0
+        self.lost = 0
+        self.last: Reading | None = None
+        self._fh: object | None = None
+
+    async def __aenter__(self) -> Recorder:
+        if self.samples_csv is not None:
+            self._fh = await aiofiles.open(self.samples_csv, "w", encoding="utf-8")
+            await self._fh.write(self.decoder.csv_header())  # type: ignore[attr-defined]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.shield(self._close())
+
+    async def _close(self) -> None:
+        await self.drain()
+        if self._fh is not None:
+            await self._fh.close()  # type: ignore[attr-defined]
+            self._fh = None
+
+    async def drain(self) -> int:
+        """Copy out everything published so far; feed the sinks; append to the CSV."""
+        total = 0
+        while True:
+            records, lost = self.handle.reader.drain()
+            if lost:
+                self.lost += lost
+                log.warning("sampler_overrun", lost=lost, total_lost=self.lost)
+            if not len(records):
+                return total
+            readings = list(self.decoder.decode(records))
+            self.samples += len(readings)
+            total += len(readings)
+            self.last = readings[-1]
+            for sink in list(self.sinks):
+                sink.feed(readings)
+                flush = getattr(sink, "flush", None)
+                if flush is not None:
+                    await flush()
+            if self._fh is not None:
+                await self._fh.write("".join(map(self.decoder.csv_row, readings)))  # type: ignore[attr-defined]
+
+    async def run(self) -> None:
+        """Drain forever (until cancelled)."""
+        while True:
+            await self.drain()
+            await asyncio.sleep(self.interval)

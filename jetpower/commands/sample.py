@@ -1,0 +1,216 @@
+"""``jetpower sample``: sample power for a time, or for exactly as long as a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jetpower._fs import atomic_write_json, prepare_new_dir
+from jetpower.acquire import PowerLogSink, Recorder, WindowSink, sensor_source
+from jetpower.errors import UsageError
+from jetpower.log import configure_logging, get_logger
+from jetpower.sampler.process import DEFAULT_CAPACITY, start_sampler
+from jetpower.sampler.stream import Decoder
+from jetpower.timebase import Anchor, monotonic_ns
+
+MAX_RATE_HZ = 100_000
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--root", type=Path, default=Path("/"), help="filesystem root holding sys/")
+    src.add_argument(
+        "--simulate",
+        action="store_true",
+        help="use the simulated sensor (numbers are not measurements)",
+    )
+    p.add_argument("--source", default="auto", choices=["auto", "ina3221", "ina3221x", "hwmon"])
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=1000.0,
+        metavar="HZ",
+        help="samples per second (0: as fast as the sensor allows; default 1000)",
+    )
+    p.add_argument("--rails", nargs="+", metavar="RAIL", help="rails to sample (default: all)")
+    p.add_argument(
+        "--total",
+        nargs="+",
+        metavar="RAIL",
+        help="rail(s) whose sum counts as the total (default: the board's rule)",
+    )
+    p.add_argument(
+        "--cpu", type=int, default=None, help="CPU to pin the sampler to (default: last)"
+    )
+    p.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help="ring capacity, records")
+    p.add_argument("--seconds", type=float, default=None, help="sample for this long")
+    p.add_argument("--out", type=Path, required=True, help="new or empty output directory")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument(
+        "cmd",
+        nargs=argparse.REMAINDER,
+        help="-- COMMAND ...: sample while this command runs; its status is passed on",
+    )
+
+
+def _check(args: argparse.Namespace) -> list[str]:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not math.isfinite(args.rate) or args.rate < 0 or args.rate > MAX_RATE_HZ:
+        raise UsageError(
+            f"--rate {args.rate:g}: expected 0 (as fast as possible) up to "
+            f"{MAX_RATE_HZ} samples per second"
+        )
+    if (args.seconds is None) == (not cmd):
+        raise UsageError("give either --seconds S or -- COMMAND ... (exactly one of them)")
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise UsageError(f"--seconds {args.seconds:g}: expected a positive number of seconds")
+    if args.capacity < 1024:
+        raise UsageError(f"--capacity {args.capacity}: expected at least 1024 records")
+    if args.cpu is not None and args.cpu not in os.sched_getaffinity(0):
+        raise UsageError(f"--cpu {args.cpu}: expected one of {sorted(os.sched_getaffinity(0))}")
+    if not args.simulate and not args.root.is_dir():
+        raise UsageError(f"--root {str(args.root)!r} does not exist or is not a directory")
+    return cmd
+
+
+async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, Any], int]:
+    log = get_logger()
+    source = "simulated" if args.simulate else args.source
+    async with sensor_source(
+        root=args.root, source=source, rails=args.rails, total=args.total
+    ) as sensor:
+        out = prepare_new_dir(args.out)
+        decoder = Decoder(sensor)
+        with tempfile.TemporaryDirectory(prefix="jetpower-ring-") as tmp:
+            ring = Path(tmp) / "sampler.ring"
+            async with start_sampler(
+                sensor, ring, rate_hz=args.rate, cpu=args.cpu, capacity=args.capacity
+            ) as handle:
+                info = handle.reader.info
+                anchor = Anchor(
+                    info.anchor_realtime_ns, info.anchor_monotonic_ns, info.anchor_error_ns
+                )
+                log.info(
+                    "sampler_started",
+                    rails=list(sensor.labels),
+                    rate_hz=args.rate,
+                    cpu=info.cpu,
+                    sched=info.sched_policy,
+                    simulated=sensor.simulated,
+                )
+                status = 0
+                async with Recorder(handle, decoder, out / "samples.csv") as rec:
+                    start = monotonic_ns()
+                    window = WindowSink(start)
+                    plog = PowerLogSink(out / "power_log.log", anchor, start)
+                    rec.sinks += [window, plog]
+                    pump = asyncio.ensure_future(rec.run())
+                    try:
+                        if cmd:
+                            status = await _run_command(cmd)
+                        else:
+                            await asyncio.sleep(args.seconds)
+                    finally:
+                        end = monotonic_ns()
+                        window.end_ns = plog.end_ns = end
+                        # let the sampler publish the samples that straddle the end
+                        await asyncio.sleep(max(0.002, 2 / args.rate if args.rate else 0.002))
+                        pump.cancel()
+                        await asyncio.gather(pump, return_exceptions=True)
+                        await rec.drain()
+                        await plog.close()
+                report = await handle.stop()
+                counters = handle.reader.counters()
+    integ = window.integrator
+    span = integ.span_s
+    summary: dict[str, Any] = {
+        "samples": integ.count,
+        "rate_hz": (integ.count - 1) / span if span > 0 and integ.count > 1 else 0.0,
+        "avg_power_uw": integ.mean_uw,
+        "energy_uj": integ.energy_uj,
+        "duration_s": (end - start) / 1e9,
+        "overruns": counters.overruns,
+        "read_errors": sum(counters.read_errors),
+        "missed_deadlines": counters.missed_deadlines,
+        "cpu_seconds": report.get("cpu_seconds"),
+        "invalid_samples": integ.invalid,
+        "read_errors_by_channel": {n: e for n, e in zip(info.names, counters.read_errors) if e},
+        "priority": report.get("priority"),
+        "cpu": info.cpu,
+        "total": sensor.total.to_dict(),
+        "power_log_columns": decoder.log_columns_note,
+        "simulated": sensor.simulated,
+        "integration": "trapezoid over CLOCK_MONOTONIC, samples with start <= t <= end",
+    }
+    if cmd:
+        summary["command"] = cmd
+        summary["exit_status"] = status
+    atomic_write_json(
+        out / "summary.json",
+        {"format": "jetpower.sample-summary", "version": 1, "sensor": sensor.to_dict(), **summary},
+    )
+    return summary, status
+
+
+async def _run_command(cmd: list[str]) -> int:
+    if shutil.which(cmd[0]) is None and not Path(cmd[0]).exists():
+        raise UsageError(f"command not found: {cmd[0]!r}")
+    # The command keeps the terminal (stdin, stdout, stderr) and our process group.
+    proc = await asyncio.create_subprocess_exec(*cmd)
+    try:
+        return await proc.wait()
+    except asyncio.CancelledError:
+        proc.terminate()
+        await proc.wait()
+        raise
+
+
+def _human(s: dict[str, Any]) -> str:
+    def f(v: Any, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    lines = [
+        "SIMULATED sensor: these numbers are not measurements" if s["simulated"] else None,
+        f"samples           {s['samples']}",
+        f"achieved rate     {f(s['rate_hz'], '.1f')} Hz",
+        f"average power     {f(s['avg_power_uw'] and s['avg_power_uw'] / 1e6, '.3f')} W",
+        f"energy            {f(s['energy_uj'] / 1e6, '.3f')} J over {s['duration_s']:.3f} s",
+        f"overruns          {s['overruns']}",
+        f"read errors       {s['read_errors']}",
+        f"missed deadlines  {s['missed_deadlines']}",
+        f"sampler CPU       {f(s['cpu_seconds'], '.3f')} s ({s['priority']}, CPU {s['cpu']})",
+    ]
+    if "exit_status" in s:
+        lines.append(f"command status    {s['exit_status']}")
+    return "\n".join(x for x in lines if x is not None)
+
+
+def run(args: argparse.Namespace) -> int:
+    cmd = _check(args)
+    configure_logging(json_lines=True, stream=sys.stderr)
+    summary, status = asyncio.run(_sample(args, cmd))
+    if args.json:
+        keys = (
+            "samples",
+            "rate_hz",
+            "avg_power_uw",
+            "energy_uj",
+            "overruns",
+            "read_errors",
+            "missed_deadlines",
+            "cpu_seconds",
+        )
+        print(json.dumps({**{k: summary[k] for k in keys}, **summary}))
+    else:
+        print(_human(summary))
+    return status

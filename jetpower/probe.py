@@ -1,0 +1,106 @@
+"""Self-characterisation of a sensor: read cost per rail and the period at which values change.
+
+The INA3221 converts each channel every ``update_interval`` ms; sampling faster re-reads the same
+conversion.  ``probe`` measures, per rail, what one read costs and how often its values really
+change, by free-running the C loop over the rail files for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jetpower.sampler import _native
+from jetpower.sensors import SensorSet
+
+
+def _percentile(sorted_vals: list[float], q: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    k = min(len(sorted_vals) - 1, max(0, round(q * (len(sorted_vals) - 1))))
+    return sorted_vals[k]
+
+
+def read_cost(sensor: SensorSet, reads: int = 2000) -> dict[str, dict[str, float]]:
+    """Per rail: median and p99 cost in microseconds of reading all of its files once."""
+    out = {}
+    for rail in sensor.rails:
+        per_file = [_native.time_reads(str(c.path), reads) for c in rail.channels]
+        totals = sorted(sum(x) / 1000 for x in zip(*per_file))
+        out[rail.label] = {
+            "read_us_median": statistics.median(totals),
+            "read_us_p99": _percentile(totals, 0.99),
+        }
+    return out
+
+
+def change_periods(sensor: SensorSet, seconds: float = 1.0) -> dict[str, dict[str, Any]]:
+    """Free-run the sampler for ``seconds``; per rail, how often its values actually change."""
+    channels = sensor.channels
+    with tempfile.TemporaryDirectory(prefix="jetpower-probe-") as tmp:
+        ring = Path(tmp) / "probe.ring"
+        capacity = 1 << 20
+        _native.run_loop(
+            ring, [str(c.path) for c in channels], [c.name for c in channels],
+            [c.unit for c in channels], capacity=capacity, rate_hz=0,
+            max_samples=capacity, max_seconds=seconds, install_signals=False,
+        )
+        with _native.RingReader(ring) as reader:
+            records, _ = reader.drain(capacity)
+            rows = list(records)
+    index = {c.name: k for k, c in enumerate(channels)}
+    out: dict[str, dict[str, Any]] = {}
+    for rail in sensor.rails:
+        idx = [index[c.name] for c in rail.channels]
+        changes: list[int] = []
+        prev: tuple[int, ...] | None = None
+        for rec in rows:
+            vals = tuple(rec[4 + i] for i in idx)
+            if prev is not None and vals != prev:
+                changes.append((rec[1] + rec[2]) // 2)
+            prev = vals
+        gaps = sorted((b - a) / 1e6 for a, b in zip(changes, changes[1:]))
+        out[rail.label] = {
+            "passes": len(rows),
+            "changes": len(changes),
+            "change_period_ms": statistics.median(gaps) if gaps else None,
+            "change_period_p90_ms": _percentile(gaps, 0.9) if gaps else None,
+        }
+    return out
+
+
+def _kernel() -> str:
+    return platform.release()
+
+
+async def probe(sensor: SensorSet, *, seconds: float = 1.0, reads: int = 2000) -> dict[str, Any]:
+    """The whole characterisation, as one JSON-able object."""
+    costs = await asyncio.to_thread(read_cost, sensor, reads)
+    changes = await asyncio.to_thread(change_periods, sensor, seconds)
+    rails = []
+    for rail in sensor.rails:
+        rails.append({**rail.to_dict(), **costs[rail.label], **changes[rail.label]})
+    return {
+        "format": "jetpower.probe",
+        "version": 1,
+        "source": sensor.source,
+        "simulated": sensor.simulated,
+        "root": str(sensor.root),
+        "board": sensor.board,
+        "l4t": sensor.l4t,
+        "jetpack": sensor.jetpack,
+        "kernel": _kernel(),
+        "cpus": os.cpu_count(),
+        "rails": rails,
+        "total": sensor.total.to_dict(),
+        "total_reason": sensor.total.reason,
+        "devices": list(sensor.devices),
+        "update_interval": {d["device"]: d.get("update_interval") for d in sensor.devices},
+        "samples": {d["device"]: d.get("samples") for d in sensor.devices},
+        "probe_seconds": seconds,
+    }
