@@ -132,12 +132,12 @@ class Recorder:
         self.samples = 0
         self.lost = 0
         self.last: Reading | None = None
-        self._fh: object | None = None
+        self._fh: Any = None
 
     async def __aenter__(self) -> Recorder:
         if self.samples_csv is not None:
             self._fh = await aiofiles.open(self.samples_csv, "w", encoding="utf-8")
-            await self._fh.write(self.decoder.csv_header())  # type: ignore[attr-defined]
+            await self._fh.write(self.decoder.csv_header())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -146,7 +146,7 @@ class Recorder:
     async def _close(self) -> None:
         await self.drain()
         if self._fh is not None:
-            await self._fh.close()  # type: ignore[attr-defined]
+            await self._fh.close()
             self._fh = None
 
     async def drain(self) -> int:
@@ -169,7 +169,7 @@ class Recorder:
                 if flush is not None:
                     await flush()
             if self._fh is not None:
-                await self._fh.write("".join(map(self.decoder.csv_row, readings)))  # type: ignore[attr-defined]
+                await self._fh.write("".join(map(self.decoder.csv_row, readings)))
 
     async def run(self) -> None:
         """Drain forever (until cancelled)."""

@@ -11,7 +11,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
@@ -38,7 +38,7 @@ class _Tee:
 _tee = _Tee()
 
 
-def configure_logging(*, json_lines: bool | None = None, stream: IO[str] | None = None) -> None:
+def configure_logging(*, json_lines: bool | None = None, stream: TextIO | None = None) -> None:
     """Configure structlog for the process. Call once, from the CLI.
 
     ``json_lines=None`` picks JSON unless the stream is a TTY.

@@ -42,7 +42,7 @@ def default_input_shape(name: str) -> tuple[int, ...]:
 def torchvision_names() -> list[str]:
     """torchvision's classification model names, or [] when torchvision is not installed."""
     try:
-        import torchvision  # noqa: PLC0415
+        import torchvision
     except ImportError:
         return []
     return sorted(torchvision.models.list_models(module=torchvision.models))
@@ -80,7 +80,7 @@ def build(name: str, weights: str | None = None) -> Any:
 
 
 def _lenet() -> Any:
-    from torch import nn  # noqa: PLC0415
+    from torch import nn
 
     return nn.Sequential(
         nn.Conv2d(1, 128, kernel_size=3),
@@ -99,7 +99,7 @@ def _lenet() -> Any:
 
 
 def _tinycnn() -> Any:
-    from torch import nn  # noqa: PLC0415
+    from torch import nn
 
     class TinyCNN(nn.Module):
         """Two convolutions sharing one ReLU module (a leaf called twice per inference)."""
@@ -121,7 +121,7 @@ def _tinycnn() -> Any:
 
 
 def _from_factory(spec: str) -> Any:
-    from torch import nn  # noqa: PLC0415
+    from torch import nn
 
     mod_name, _, attr = spec.partition(":")
     try:
@@ -133,13 +133,15 @@ def _from_factory(spec: str) -> Any:
         raise ModelError(f"model {spec!r}: {mod_name!r} has no callable {attr!r}")
     model = factory()
     if not isinstance(model, nn.Module):
-        raise ModelError(f"model {spec!r}: the factory returned {type(model).__name__}, not a Module")
+        raise ModelError(
+            f"model {spec!r}: the factory returned {type(model).__name__}, not a Module"
+        )
     return model
 
 
 def _torchvision(name: str, weights: str | None) -> Any:
-    import torch  # noqa: PLC0415
-    import torchvision  # noqa: PLC0415
+    import torch
+    import torchvision
 
     model = torchvision.models.get_model(name, weights=None)
     if weights is None:
@@ -152,7 +154,7 @@ def _torchvision(name: str, weights: str | None) -> Any:
         enum = torchvision.models.get_model_weights(name)[weights]
     except (KeyError, ValueError) as e:
         raise ModelError(f"model {name!r} has no weights named {weights!r}") from e
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(enum.url)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
     if not cached.is_file():
         raise ModelError(
             f"weights {name}:{weights} are not in the local cache ({cached}); jetpower never "
@@ -163,7 +165,7 @@ def _torchvision(name: str, weights: str | None) -> Any:
 
 
 def _load_state(model: Any, path: Path) -> None:
-    import torch  # noqa: PLC0415
+    import torch
 
     if not path.is_file():
         raise ModelError(f"weights file {path} does not exist")

@@ -8,6 +8,7 @@ change, by free-running the C loop over the rail files for a while.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import platform
 import statistics
@@ -64,7 +65,7 @@ def change_periods(sensor: SensorSet, seconds: float = 1.0) -> dict[str, dict[st
             if prev is not None and vals != prev:
                 changes.append((rec[1] + rec[2]) // 2)
             prev = vals
-        gaps = sorted((b - a) / 1e6 for a, b in zip(changes, changes[1:]))
+        gaps = sorted((b - a) / 1e6 for a, b in itertools.pairwise(changes))
         out[rail.label] = {
             "passes": len(rows),
             "changes": len(changes),

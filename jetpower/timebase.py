@@ -9,6 +9,7 @@ by :func:`wall_text` and nothing else.  A stamp is never converted with ``dateti
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import time
 from dataclasses import dataclass
 
@@ -71,8 +72,21 @@ def wall_datetime(mono_ns: int, anchor: Anchor) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(sec).replace(microsecond=ns // 1000)
 
 
+@functools.lru_cache(maxsize=1024)
+def _second_text(sec: int, fmt: str) -> str:
+    return _dt.datetime.fromtimestamp(sec).strftime(fmt)
+
+
 def wall_text(mono_ns: int, anchor: Anchor, fmt: str = SAMPLE_FMT) -> str:
-    """Format a monotonic stamp as wall-clock text. The only such conversion in jetpower."""
+    """Format a monotonic stamp as wall-clock text. The only such conversion in jetpower.
+
+    Formats ending in ``.%f`` (the per-sample ones) format each second once and append the
+    microseconds: a profile has millions of stamps and strftime would dominate writing it.
+    """
+    rt = anchor.to_realtime_ns(mono_ns)
+    if fmt.endswith(".%f"):
+        sec, ns = divmod(rt, 1_000_000_000)
+        return f"{_second_text(sec, fmt[:-3])}.{ns // 1000:06d}"
     return wall_datetime(mono_ns, anchor).strftime(fmt)
 
 

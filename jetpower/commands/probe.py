@@ -43,7 +43,8 @@ def _human(r: dict[str, Any]) -> str:
         f"(L4T {r['l4t'] or '-'})  kernel {r['kernel']}",
         f"update_interval {r['update_interval']}  samples {r['samples']}",
         "",
-        f"{'rail':<20} {'power from':<10} {'read us p50':>11} {'p99':>7} {'changes every':>14}  files",
+        f"{'rail':<20} {'power from':<10} {'read us p50':>11} {'p99':>7} "
+        f"{'changes every':>14}  files",
     ]
     rows = []
     for rail in r["rails"]:

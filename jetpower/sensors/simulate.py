@@ -29,7 +29,7 @@ UPDATE_INTERVAL_MS = 7
 _WIDTH = 12  # values are written fixed-width so an in-place rewrite never leaves a stale tail
 
 
-def write_tree(root: Path, files: Mapping[str, str], symlinks: Mapping[str, str] = {}) -> None:  # noqa: B006
+def write_tree(root: Path, files: Mapping[str, str], symlinks: Mapping[str, str] = {}) -> None:
     """Create a sysfs-like tree of real files (and symlinks) under ``root``."""
     for rel, content in files.items():
         p = root / rel
@@ -64,7 +64,7 @@ def create_tree(root: Path) -> Path:
         files[f"{hw}/in{n}_enable"] = "1"
         files[f"{hw}/in{n}_input"] = _fixed(mv)
         files[f"{hw}/curr{n}_input"] = _fixed(round(idle_mw * 1000 / mv))
-    write_tree(root, files, {"sys/class/hwmon/hwmon0": "../../bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon0"})
+    write_tree(root, files, {"sys/class/hwmon/hwmon0": f"../../{HWMON.removeprefix('sys/')}"})
     return root
 
 
@@ -96,7 +96,8 @@ def run_generator(root: Path, *, seed: int | None = None, stop_after: float | No
     hw = root / HWMON
     fds = []
     for n in range(1, len(RAILS) + 1):
-        fds.append((os.open(hw / f"in{n}_input", os.O_WRONLY), os.open(hw / f"curr{n}_input", os.O_WRONLY)))
+        fds.append((os.open(hw / f"in{n}_input", os.O_WRONLY),
+                    os.open(hw / f"curr{n}_input", os.O_WRONLY)))
     rng = random.Random(seed)
     load = _CpuLoad()
     busy = 0.0

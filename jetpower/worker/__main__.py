@@ -1,8 +1,8 @@
 """``python -m jetpower.worker --config CONFIG.json [--progress-fd N]`` (docs/FORMATS.md, "Worker").
 
 Exit status: 0 success, 2 bad configuration (no traceback, one clear message), 3 failure while
-running.  Every failure also writes ``jetpower_failure.json`` (when the model directory is known) and
-a ``worker_failed`` progress line.  This is the worker's only place that maps errors to statuses.
+running.  Every failure also writes ``jetpower_failure.json`` (when the model directory is known)
+and a ``worker_failed`` progress line.  The only place in the worker that maps errors to statuses.
 """
 
 from __future__ import annotations

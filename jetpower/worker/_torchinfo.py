@@ -90,6 +90,7 @@ def _pool(mod: Any, kind: str, ins: list[Any], outs: list[Any]) -> dict[str, Any
 
 def layer_entry(
     name: str,
+    *,
     mod: Any,
     inputs: list[dict[str, Any]],
     outputs: list[dict[str, Any]],

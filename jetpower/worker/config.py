@@ -104,7 +104,8 @@ class WorkerConfig:
             raise WorkerConfigError(f"config 'format' is {d.get('format')!r}, expected {FORMAT!r}")
         if d.get("version") != VERSION:
             raise WorkerConfigError(
-                f"config 'version' {d.get('version')!r} is not supported (this worker reads {VERSION})"
+                f"config 'version' {d.get('version')!r} is not supported "
+                f"(this worker reads {VERSION})"
             )
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
         unknown = sorted(set(d) - known - {"format", "version"})

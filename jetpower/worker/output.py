@@ -91,7 +91,7 @@ def summary(
     total_time_s: float,
     anchor: Anchor,
 ) -> dict[str, Any]:
-    """``<model>_tensorrt.json``: config, total_time, timestamp, latencies, avg_latency, avg_throughput."""
+    """``<model>_tensorrt.json``, keys in the original order (config ... avg_throughput)."""
     avg = sum(latencies_s) / len(latencies_s)
     return {
         "config": original_config(cfg, input_shape),

@@ -6,6 +6,7 @@ windows are remembered here as well, because they go into ``jetpower_worker.json
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ class Progress:
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        """Mark a phase: ``phase_started`` / ``phase_finished`` with the same stamps as the window."""
+        """Mark a phase: ``phase_started``/``phase_finished``, stamped as the recorded window."""
         start = monotonic_ns()
         self.current_phase = name
         self.phases[name] = {"start_ns": start}
@@ -64,8 +65,6 @@ class Progress:
 
     def close(self) -> None:
         if self._fh is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._fh.flush()
-            except OSError:
-                pass
             self._fh = None

@@ -90,12 +90,20 @@ def run(cfg: WorkerConfig, progress: Progress, backend: Backend | None = None) -
             be.end_profiling()
 
     with progress.phase("write"):
-        files = _write(cfg, be, anchor, lat.tolist(), total_time, prof, progress)
-    return files
+        return _write(
+            cfg,
+            be=be,
+            anchor=anchor,
+            latencies=lat.tolist(),
+            total_time=total_time,
+            prof=prof,
+            progress=progress,
+        )
 
 
 def _write(
     cfg: WorkerConfig,
+    *,
     be: Backend,
     anchor: Anchor,
     latencies: list[float],
@@ -159,7 +167,11 @@ def _write(
         "memory": {
             "peak_rss_bytes": peak_rss_bytes(),
             "profile_arrays_bytes": prof.nbytes,
-            **({"cuda_peak_bytes": desc.pop("cuda_peak_bytes")} if "cuda_peak_bytes" in desc else {}),
+            **(
+                {"cuda_peak_bytes": desc.pop("cuda_peak_bytes")}
+                if "cuda_peak_bytes" in desc
+                else {}
+            ),
         },
         "files": [str(p.relative_to(mdir)) for p in files] + [output.WORKER_META],
         **desc,

@@ -104,7 +104,9 @@ class TorchBackend:
         self.model = model.to(device=self.device, dtype=self.dtype)
         self.x = torch.randn(*self.input_shape, device=self.device, dtype=self.dtype)
         self._leaves = [
-            (n or type(m).__name__, m) for n, m in self.model.named_modules() if not any(m.children())
+            (n or type(m).__name__, m)
+            for n, m in self.model.named_modules()
+            if not any(m.children())
         ]
 
     def compile(self) -> None:
@@ -151,7 +153,16 @@ class TorchBackend:
                     tensor_entry(tensor_names.get(id(a), f"{name}_input{k}"), a)
                     for k, a in enumerate(ins)
                 ]
-                layers.append(layer_entry(name, mod, in_entries, out_entries, ins, outs))
+                layers.append(
+                    layer_entry(
+                        name,
+                        mod=mod,
+                        inputs=in_entries,
+                        outputs=out_entries,
+                        in_tensors=ins,
+                        out_tensors=outs,
+                    )
+                )
 
             return post
 
