@@ -46,6 +46,9 @@ struct jp_ring_header {
     uint64_t overruns;           /* records a reader lost because it fell behind (readers add) */
     uint64_t failing_mask;       /* bit i: channel i's latest read failed */
     uint64_t gone_mask;          /* bit i: channel i's file was removed */
+    int64_t period_request_ns;   /* a reader asks for a new period (0: free-running); the
+                                    writer adopts it at its next pass and updates period_ns */
+    uint64_t rate_changes;
     uint64_t read_errors[32];
     char names[32][48];
     char units[32][16];
@@ -83,6 +86,8 @@ void jp_reader_counters(jp_reader *r, struct jp_counters *out);
  * header's overrun counter). */
 int64_t jp_reader_drain(jp_reader *r, void *out, uint64_t max_records, uint64_t *lost);
 uint64_t jp_reader_position(jp_reader *r);
+/* Ask the writer to sample at a new rate from its next pass on (0: as fast as possible). */
+void jp_reader_request_period(jp_reader *r, int64_t period_ns);
 void jp_reader_close(jp_reader *r);
 
 /* Characterisation and benchmarks. */

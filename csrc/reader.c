@@ -111,6 +111,11 @@ void jp_reader_counters(jp_reader *r, struct jp_counters *out)
 
 uint64_t jp_reader_position(jp_reader *r) { return r->next; }
 
+void jp_reader_request_period(jp_reader *r, int64_t period_ns)
+{
+    __atomic_store_n(&r->h->period_request_ns, period_ns, __ATOMIC_RELEASE);
+}
+
 int64_t jp_reader_drain(jp_reader *r, void *out, uint64_t max_records, uint64_t *lost)
 {
     struct jp_ring_header *h = r->h;

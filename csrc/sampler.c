@@ -195,6 +195,7 @@ int jp_sampler_run(const char *ring_path, const char **paths, const char **names
     h->capacity = capacity;
     h->rate_hz = rate_hz;
     h->period_ns = rate_hz > 0 ? (int64_t)(1e9 / rate_hz + 0.5) : 0;
+    h->period_request_ns = h->period_ns;
     h->writer_pid = getpid();
     h->cpu = sched_getcpu();
     h->sched_policy = sched_getscheduler(0);
@@ -221,7 +222,7 @@ int jp_sampler_run(const char *ring_path, const char **paths, const char **names
     h->state = JP_STATE_RUNNING;
     __atomic_store_n(&h->magic, JP_RING_MAGIC, __ATOMIC_RELEASE);
 
-    const int64_t period = h->period_ns;
+    int64_t period = h->period_ns;
     const int64_t gone_every = 100000000; /* look for removed files every 100 ms */
     int64_t deadline = start, next_gone_check = start + gone_every;
     uint64_t seq = 0;
@@ -235,6 +236,15 @@ int jp_sampler_run(const char *ring_path, const char **paths, const char **names
         if (now >= next_gone_check) {
             check_gone(&L);
             next_gone_check = now + gone_every;
+        }
+        int64_t req = __atomic_load_n(&h->period_request_ns, __ATOMIC_ACQUIRE);
+        if (req != period && req >= 0) {
+            /* A new rate starts a new deadline grid at this pass. */
+            period = req;
+            h->period_ns = req;
+            h->rate_hz = req > 0 ? 1e9 / (double)req : 0.0;
+            __atomic_fetch_add(&h->rate_changes, 1, __ATOMIC_RELAXED);
+            deadline = now;
         }
         if (period == 0)
             continue;

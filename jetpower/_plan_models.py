@@ -6,7 +6,8 @@ directory is its ``label``: by default the name, or for ``package.module:factory
 name. Two models with the same directory are an error.
 
 Input shape, most specific first: the model's own ``input_shape``; the built-in model's own input
-(lenet: 1x1x32x32); ``[benchmark] input_shape``; 1x3x224x224.
+(``jetpower.models.default_input_shape``: lenet 1x1x32x32, tinycnn 1x3x16x16); ``[benchmark]
+input_shape``; 1x3x224x224.
 """
 
 from __future__ import annotations
@@ -23,13 +24,11 @@ from jetpower._plan_schema import (
     check_rate,
     show,
 )
+from jetpower.models import DEFAULT_INPUT_SHAPE, builtin_names, default_input_shape
 
 BACKENDS = ("tensorrt", "torch")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
-DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
-#: built-in models whose input is not DEFAULT_INPUT_SHAPE
-MODEL_INPUT_SHAPES: dict[str, tuple[int, ...]] = {"lenet": (1, 1, 32, 32)}
 #: names a model directory may not take: jetpower's own files in the result directory
 _RESERVED = ("idling_power.json", "run.log.jsonl")
 
@@ -217,7 +216,8 @@ def parse_models(
         if t.has("input_shape"):
             shape = values["input_shape"]
         else:
-            shape = MODEL_INPUT_SHAPES.get(name) or values["input_shape"] or DEFAULT_INPUT_SHAPE
+            builtin = default_input_shape(name) if name in builtin_names() else None
+            shape = builtin or values["input_shape"] or DEFAULT_INPUT_SHAPE
         out.append(
             ModelPlan(
                 name=name,

@@ -215,8 +215,10 @@ def check_int(problems: Problems, path: str, raw: Any, lo: int, hi: int) -> int 
 def check_number(
     problems: Problems, path: str, raw: Any, lo: float, hi: float, *, lo_open: bool = False
 ) -> float | None:
-    low = f"greater than {lo:g}" if lo_open else f"at least {lo:g}"
-    expected = f"a number {low} and at most {hi:g}"
+    if lo_open:
+        expected = f"a number greater than {lo:g} and at most {hi:g}"
+    else:
+        expected = f"a number from {lo:g} to {hi:g}"
     if not isinstance(raw, (int, float)) or isinstance(raw, bool):
         problems.bad(path, raw, expected, with_kind=True)
         return None
@@ -263,8 +265,8 @@ def check_rate(problems: Problems, path: str, raw: Any) -> float | None:
     if raw == 0:
         problems.add(
             path,
-            f"expected {expected}, got 0: 0 (as fast as the sensor allows) is for "
-            "`jetpower sample`; a campaign needs a fixed rate",
+            f'expected {expected}, got 0; 0 means "as fast as the sensor allows", which '
+            "`jetpower sample` accepts, but a campaign needs a fixed rate",
         )
         return None
     if not math.isfinite(raw) or not 0 < raw <= MAX_RATE_HZ:

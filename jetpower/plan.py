@@ -44,6 +44,7 @@ else:  # pragma: no cover - Python 3.10
 __all__ = [
     "FORMAT",
     "ORIGINAL_MODELS",
+    "SOURCES",
     "VERSION",
     "CooldownSettings",
     "IdleSettings",
@@ -298,7 +299,7 @@ def _build(
         text=text,
         source=source,
     )
-    hint = "\"{}\" is a top-level key: write it above the first [table] of the file"
+    hint = '"{}" is a top-level key: write it above the first [table] of the file'
     hints = {key: hint.format(key) for key in ("models",)}
     for table in sections.values():
         table.finish(hints=hints)
@@ -352,7 +353,12 @@ def _parse_cpu(problems: Problems, path: str, raw: Any) -> int | Literal["last"]
         return "last"
     if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= 4095:
         return raw
-    problems.bad(path, raw, 'a CPU number from 0 to 4095 or "last"', with_kind=True)
+    problems.bad(
+        path,
+        raw,
+        'a CPU number from 0 to 4095 or "last"',
+        with_kind=isinstance(raw, bool) or not isinstance(raw, (str, int)),
+    )
     return None
 
 
@@ -411,7 +417,9 @@ def _parse_upload(problems: Problems, t: Table, run_name: str) -> UploadSettings
     def repo(path: str, raw: Any) -> str | None:
         if isinstance(raw, str) and _REPO.fullmatch(raw) and ".." not in raw:
             return raw
-        problems.bad(path, raw, 'a DagsHub repository as "owner/name"', with_kind=True)
+        problems.bad(
+            path, raw, 'a DagsHub repository as "owner/name"', with_kind=not isinstance(raw, str)
+        )
         return None
 
     def remote(path: str, raw: Any) -> str | None:

@@ -11,12 +11,11 @@ from jetpower.report._errors import INSTALL_HINT, ReportDependencyError
 
 
 def check() -> None:
-    """Raise :class:`ReportDependencyError` naming the install command if numpy or matplotlib lack."""
+    """Raise :class:`ReportDependencyError`, naming the install command, if an extra is missing."""
     missing = [m for m in ("numpy", "matplotlib") if importlib.util.find_spec(m) is None]
     if missing:
-        raise ReportDependencyError(
-            f"the report needs {' and '.join(missing)}: {INSTALL_HINT}"
-        )
+        names = " and ".join(missing)
+        raise ReportDependencyError(f"the report needs {names}: {INSTALL_HINT}")
 
 
 check()

@@ -34,12 +34,12 @@ def _slow_stamps(stamps: Sequence[str], what: str) -> npt.NDArray[np.int64]:
         try:
             out[i] = round(parse_wall_text(s, SAMPLE_FMT) * 1e6) * 1000
         except (TypeError, ValueError) as e:
-            raise ResultError(f"{what}: entry {i}: bad timestamp {s!r} (want {SAMPLE_FMT})") from e
+            raise ResultError(f"{what}: entry {i}: bad timestamp {s!r} ({SAMPLE_FMT})") from e
     return out
 
 
 def stamps_to_posix_ns(stamps: Sequence[str] | bytes, what: str) -> npt.NDArray[np.int64]:
-    """POSIX nanoseconds of ``%Y%m%d-%H:%M:%S.%f`` local-time stamps (a list, or their bytes joined).
+    """POSIX ns of ``%Y%m%d-%H:%M:%S.%f`` local-time stamps (a list, or their bytes joined).
 
     Resolution: the text's microsecond.  Malformed text raises :class:`ResultError` naming ``what``.
     """
@@ -160,11 +160,12 @@ def _top_level_items(text: str, what: str) -> Iterator[tuple[str, Any]]:
         try:
             key, i = dec.raw_decode(text, i)
             i = skip(i)
-            if text[i : i + 1] != ":" or not isinstance(key, str):
-                raise ValueError("expected 'name':")
-            value, i = dec.raw_decode(text, skip(i + 1))
+            ok = text[i : i + 1] == ":" and isinstance(key, str)
+            value, i = dec.raw_decode(text, skip(i + 1)) if ok else (None, i)
         except ValueError as e:
             raise ResultError(f"{what}: invalid JSON near character {i}: {e}") from e
+        if not ok:
+            raise ResultError(f"{what}: invalid JSON near character {i}: want '\"name\": [...]'")
         yield key, value
         i = skip(i)
         c = text[i : i + 1]

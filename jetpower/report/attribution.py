@@ -107,7 +107,7 @@ def trapezoid_energy(t: F64, p_uw: F64, start: float, end: float) -> tuple[float
     lo = int(np.searchsorted(t, start, "left"))
     hi = int(np.searchsorted(t, end, "right"))
     n = hi - lo
-    if t.size < 2 or end <= start or lo == 0 and t[0] > start or hi == t.size and t[-1] < end:
+    if t.size < 2 or end <= start or t[0] > start or t[-1] < end:
         return math.nan, n
     tt = np.concatenate([[start], t[lo:hi], [end]])
     pp = np.concatenate([[_interp_edge(t, p_uw, start)], p_uw[lo:hi], [_interp_edge(t, p_uw, end)]])
@@ -116,7 +116,7 @@ def trapezoid_energy(t: F64, p_uw: F64, start: float, end: float) -> tuple[float
 
 
 def window_power(
-    t: F64, p_uw: F64, start: float, end: float, idle: Baseline, n_batches: int = N_BATCHES
+    t: F64, p_uw: F64, start: float, end: float, idle: Baseline, *, n_batches: int = N_BATCHES
 ) -> WindowPower:
     """Mean power over [start, end], gross and net of ``idle``, with batch-means intervals."""
     e, n = trapezoid_energy(t, p_uw, start, end)
@@ -126,7 +126,6 @@ def window_power(
     hi = int(np.searchsorted(t, end, "right"))
     inside = p_uw[lo:hi]
     hw = batch_means_halfwidth(inside, n_batches) * 1e-6
-    # relative spread of the sample mean, applied to the time-weighted mean
     return WindowPower(
         start, end, n, e, gross, gross - idle.power_w, hw, math.hypot(hw, idle.ci_w)
     )
@@ -137,6 +136,7 @@ def attribute_layers(
     samples_p_uw: npt.ArrayLike,
     layer_windows: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]],
     idle_uw: float,
+    *,
     idle_ci_uw: float = 0.0,
     min_samples: int = MIN_LAYER_SAMPLES,
     n_batches: int = N_BATCHES,
@@ -190,6 +190,7 @@ def idle_baseline(
     t: F64,
     p_uw: F64,
     window: tuple[float, float] | None,
+    *,
     manifest_uw: float | None,
     file_uw: float | None,
     n_batches: int = N_BATCHES,

@@ -63,7 +63,7 @@ class Phase:
 
 @dataclass(frozen=True)
 class LayerRuns:
-    """Every profiled window of every layer, flat: layer ``i`` owns ``[offsets[i], offsets[i+1])``."""
+    """Every profiled window of every layer, flat: layer ``i`` owns ``offsets[i]:offsets[i+1]``."""
 
     names: list[str]
     types: list[str | None]
@@ -307,6 +307,8 @@ def load_result(path: str | Path) -> ResultData:
 
     entries = (manifest or {}).get("models") or {}
     dirs = {d.name: d for d in root.iterdir() if d.is_dir() and _is_model_dir(d)}
+    if manifest is None and idle_file is None and not dirs:
+        raise ResultError(f"{root}: not a result directory (no {IDLE}, {MANIFEST} or model dirs)")
     if anchor is not None:
         clock = _Clock("monotonic", anchor.monotonic_ns, anchor)
     else:
@@ -315,10 +317,10 @@ def load_result(path: str | Path) -> ResultData:
     order = [n for n in entries if n in dirs] + sorted(n for n in dirs if n not in entries)
     logs: list[tuple[F64, F64]] = []
     models = [_load_model(dirs[n], clock, entries.get(n), logs) for n in order]
-    for n, e in entries.items():
+    for n, entry in entries.items():
         if n not in dirs:
-            models.append(ModelData(n, str(e.get("status", "missing")), e.get("reason") or
-                                    "no result directory"))
+            reason = entry.get("reason") or "no result directory"
+            models.append(ModelData(n, str(entry.get("status", "missing")), reason))
 
     phases: list[Phase] = []
     idle_window = None

@@ -206,6 +206,15 @@ class RingReader:
         """Index of the next record this reader will return."""
         return int(lib.jp_reader_position(self._r))
 
+    def request_rate(self, rate_hz: float) -> None:
+        """Ask the sampler for a new rate from its next pass on (0: as fast as possible)."""
+        if not (rate_hz >= 0):
+            raise SamplerError(f"rate {rate_hz!r} Hz: expected 0 or more")
+        lib.jp_reader_request_period(self._r, round(1e9 / rate_hz) if rate_hz > 0 else 0)
+
+    def current_rate(self) -> float:
+        return float(lib.jp_reader_header(self._r).rate_hz)
+
     def drain(self, max_records: int = 65536) -> tuple[Records, int]:
         """Copy out the records published since the last call: ``(records, lost)``.
 

@@ -63,6 +63,7 @@ class WorkerConfig:
     optimization_level: int = 3
     min_block_size: int = 5
     weights: str | None = None
+    label: str | None = None  # the result directory's name; None: derived from the model name
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -75,7 +76,7 @@ class WorkerConfig:
     @property
     def model_dir(self) -> Path:
         """``<result_dir>/<model>/``, where every file of this model goes."""
-        return Path(self.result_dir) / _dir_name(self.model)
+        return Path(self.result_dir) / _dir_name(self.label or self.model)
 
     # -- (de)serialisation --------------------------------------------------------------------
 
@@ -173,6 +174,10 @@ def _validate(c: WorkerConfig) -> list[str]:
     lvl = c.optimization_level
     if not _is_int(lvl) or not 0 <= lvl <= 5:
         p.append(f"'optimization_level' is {lvl!r}, expected an integer 0..5")
+    if c.label is not None and (
+        not isinstance(c.label, str) or _dir_name(c.label) != c.label or c.label in {".", ".."}
+    ):
+        p.append(f"'label' is {c.label!r}, expected a plain directory name")
     if c.weights is not None and not isinstance(c.weights, str):
         p.append(f"'weights' is {c.weights!r}, expected a local file path or null")
     return p

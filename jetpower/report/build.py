@@ -1,0 +1,125 @@
+"""``build_report``: load, analyse, draw and write a report directory.
+
+Output directory rule: a missing or empty directory is used; a directory holding a previous
+report (``jetpower_report.json``, format ``jetpower.report`` v1) is refreshed: the files that
+report listed are removed, other files are left alone; any other non-empty directory is refused
+(:class:`ResultError`), so a report never overwrites data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jetpower.report._errors import ResultError
+from jetpower.report.analyse import Report, analyse
+from jetpower.report.attribution import MIN_LAYER_SAMPLES
+from jetpower.report.load import load_result
+from jetpower.report.plots import TOP_N, campaign_trace, idle_histogram, layer_bars
+from jetpower.report.render import render_markdown, write_tables
+
+MARKER = "jetpower_report.json"
+MARKER_FORMAT = "jetpower.report"
+MARKER_VERSION = 1
+PLOTS = "plots"
+
+
+@dataclass
+class BuildResult:
+    """What :func:`build_report` made, and how long each stage took (s)."""
+
+    report: Report
+    out: Path
+    files: list[Path]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _previous_report(out: Path) -> dict[str, object] | None:
+    """None for a missing or empty ``out``; the previous report's marker; else ResultError."""
+    if out.exists() and not out.is_dir():
+        raise ResultError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        marker = out / MARKER
+        try:
+            prev = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            prev = None
+        if not isinstance(prev, dict) or prev.get("format") != MARKER_FORMAT:
+            raise ResultError(
+                f"{out}: not empty and not a previous jetpower report; choose another --out"
+            )
+        if prev.get("version") != MARKER_VERSION:
+            raise ResultError(f"{out}: a report of unknown version {prev.get('version')!r}")
+        return prev
+    return None
+
+
+def prepare_out(out: Path) -> None:
+    """Make ``out`` ready for a report, or raise :class:`ResultError` (see module doc)."""
+    prev = _previous_report(out)
+    if prev is not None:
+        files = prev.get("files")
+        for rel in [*(files if isinstance(files, list) else []), MARKER]:
+            p = (out / rel).resolve()
+            if p.parent == out.resolve() or p.parent == (out / PLOTS).resolve():
+                p.unlink(missing_ok=True)
+        plots = out / PLOTS
+        if plots.is_dir() and not any(plots.iterdir()):
+            plots.rmdir()
+    (out / PLOTS).mkdir(parents=True, exist_ok=True)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def build_report(
+    result_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    min_layer_samples: int = MIN_LAYER_SAMPLES,
+    top_n: int = TOP_N,
+) -> BuildResult:
+    """Write report.md, models.csv, layers.csv and plots/*.png for ``result_dir`` into ``out``.
+
+    ``out`` defaults to ``result_dir/report``.
+    """
+    root = Path(result_dir)
+    if not root.is_dir():
+        raise ResultError(f"{root}: not a directory")
+    dest = Path(out) if out is not None else root / "report"
+    _previous_report(dest)  # refuse a bad --out before a long load
+    secs: dict[str, float] = {}
+    t0 = time.perf_counter()
+    data = load_result(root)
+    prepare_out(dest)
+    t1 = time.perf_counter()
+    rep = analyse(data, min_layer_samples)
+    t2 = time.perf_counter()
+    files: list[Path] = []
+    images: dict[str, str] = {}
+    pdir = dest / PLOTS
+    files.append(campaign_trace(rep, pdir / "campaign_power.png"))
+    images["campaign"] = f"{PLOTS}/campaign_power.png"
+    if (h := idle_histogram(rep, pdir / "idle_power_hist.png")) is not None:
+        files.append(h)
+        images["idle"] = f"{PLOTS}/idle_power_hist.png"
+    for mr in rep.models:
+        name = f"layers_{_safe(mr.model.name)}.png"
+        if (b := layer_bars(mr, pdir / name, top_n)) is not None:
+            files.append(b)
+            images[mr.model.name] = f"{PLOTS}/{name}"
+    t3 = time.perf_counter()
+    files += write_tables(rep, dest)
+    md = dest / "report.md"
+    md.write_text(render_markdown(rep, images), encoding="utf-8")
+    files.append(md)
+    rel = [str(f.relative_to(dest)) for f in files]
+    (dest / MARKER).write_text(json.dumps({
+        "format": MARKER_FORMAT, "version": MARKER_VERSION, "result_dir": str(root.resolve()),
+        "simulated": data.simulated, "files": rel}, indent=1), encoding="utf-8")  # fmt: skip
+    t4 = time.perf_counter()
+    secs.update(load=t1 - t0, attribute=t2 - t1, plot=t3 - t2, write=t4 - t3, total=t4 - t0)
+    return BuildResult(rep, dest, files, secs)

@@ -1,0 +1,222 @@
+"""report.md and the CSV tables (``models.csv``, ``layers.csv``) a notebook reads.
+
+The CSVs follow jetpower's file rule: a ``# jetpower-<name> v1`` first line, then a header row.
+Read them with ``pandas.read_csv(path, skiprows=1)``.  Empty cell: no figure (see ``note``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+from jetpower.report.analyse import ModelReport, Report
+from jetpower.report.stats import N_BATCHES
+
+MODELS_CSV = "models.csv"
+LAYERS_CSV = "layers.csv"
+CSV_VERSION = 1
+
+MODEL_COLUMNS = [
+    "model", "status", "reason", "runs", "batch", "timing_window", "timing_start_s",
+    "timing_end_s", "power_samples", "power_gross_w", "power_gross_ci_w", "power_net_w",
+    "power_net_ci_w", "energy_per_inference_mj", "energy_per_inference_ci_mj",
+    "latency_mean_ms", "latency_ci_ms", "latency_median_ms", "latency_p5_ms", "latency_p95_ms",
+    "throughput_per_s", "idle_w", "layers",
+]  # fmt: skip
+LAYER_COLUMNS = [
+    "model", "index", "layer", "type", "runs", "latency_mean_ms", "latency_ci_ms",
+    "latency_median_ms", "latency_p5_ms", "latency_p95_ms", "power_samples", "power_net_w",
+    "power_net_ci_w", "energy_uj", "energy_ci_uj", "note",
+]  # fmt: skip
+
+
+def _num(x: float | None, scale: float = 1.0, digits: int = 6) -> str:
+    if x is None or not math.isfinite(x):
+        return ""
+    return f"{x * scale:.{digits}g}"
+
+
+def model_row(r: ModelReport, idle_w: float) -> list[str]:
+    """One ``models.csv`` row."""
+    m, p, lat = r.model, r.power, r.latency
+    return [
+        m.name, m.status, m.reason or "", str(r.runs or ""), str(m.batch), m.timing_source,
+        _num(m.timing.start if m.timing else None, digits=12),
+        _num(m.timing.end if m.timing else None, digits=12),
+        str(p.n_samples) if p else "", _num(p.mean_gross_w if p else None),
+        _num(p.ci_gross_w if p else None, digits=3), _num(p.mean_net_w if p else None),
+        _num(p.ci_net_w if p else None, digits=3), _num(r.energy_per_inference_j, 1e3),
+        _num(r.ci_energy_per_inference_j, 1e3, 3), _num(lat.mean if lat else None, 1e3),
+        _num(lat.ci if lat else None, 1e3, 3), _num(lat.median if lat else None, 1e3),
+        _num(lat.p5 if lat else None, 1e3), _num(lat.p95 if lat else None, 1e3),
+        _num(r.throughput_per_s), _num(idle_w), str(len(r.layers)),
+    ]  # fmt: skip
+
+
+def layer_rows(r: ModelReport) -> Iterable[list[str]]:
+    """``layers.csv`` rows of one model, in execution order."""
+    for row in r.layers:
+        e, lat = row.energy, row.latency
+        yield [
+            r.model.name, str(row.index), e.name, row.type or "", str(lat.n),
+            _num(lat.mean, 1e3), _num(lat.ci, 1e3, 3), _num(lat.median, 1e3), _num(lat.p5, 1e3),
+            _num(lat.p95, 1e3), str(e.n_samples), _num(e.mean_net_w), _num(e.ci_net_w, digits=3),
+            _num(e.energy_j, 1e6), _num(e.ci_energy_j, 1e6, 3), e.note,
+        ]  # fmt: skip
+
+
+def _write_csv(path: Path, name: str, header: list[str], rows: Iterable[list[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        f.write(f"# jetpower-{name} v{CSV_VERSION}\n")
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def write_tables(rep: Report, out: Path) -> list[Path]:
+    """Write models.csv and layers.csv (all models, a ``model`` column)."""
+    return [
+        _write_csv(out / MODELS_CSV, "report-models", MODEL_COLUMNS,
+                   (model_row(r, rep.idle.power_w) for r in rep.models)),
+        _write_csv(out / LAYERS_CSV, "report-layers", LAYER_COLUMNS,
+                   (row for r in rep.models for row in layer_rows(r))),
+    ]  # fmt: skip
+
+
+def _pm(x: float, hw: float, scale: float, digits: int = 3) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    s = f"{x * scale:.{digits}f}"
+    return s + (f" ± {hw * scale:.{digits}f}" if math.isfinite(hw) else "")
+
+
+def _md_name(s: str) -> str:
+    return s.replace("|", "\\|").replace("`", "'")
+
+
+BANNER = (
+    "> **⚠ SIMULATED DATA.** This run used jetpower's simulated power source "
+    "(manifest `\"simulated\": true`). Its numbers are **not measurements** of any board "
+    "and must not be used or quoted as such.\n"
+)
+
+
+def render_markdown(rep: Report, images: dict[str, str], layer_rows_shown: int = 15) -> str:
+    """The text of report.md; ``images`` maps a key ("campaign", "idle", model name) to a path."""
+    d = rep.data
+    lines: list[str] = []
+    add = lines.append
+    add(f"# jetpower report: `{_md_name(d.path.name)}`\n")
+    if d.simulated:
+        add(BANNER)
+    add("## Sources\n")
+    add(f"- result directory: `{d.path}`")
+    layout = "jetpower (manifest, samples, worker metadata)" if d.manifest else (
+        "original scripts only (no jetpower manifest)")
+    add(f"- layout: {layout}")
+    add(f"- clock: **{d.clock}**" + (
+        " (CLOCK_MONOTONIC; layer wall-clock stamps converted through the manifest's anchor, "
+        f"anchor error ±{d.anchor.error_ns} ns; stamps have 1 µs resolution)" if d.anchor else
+        " (wall-clock text of the original files, local time, 1 µs resolution)"))
+    add(f"- power samples: {d.t.size} from {d.trace_source}")
+    if d.manifest:
+        st = d.manifest.get("status")
+        sampler = d.manifest.get("sampler") or {}
+        add(f"- run status: {st}; sampler rate {sampler.get('rate_hz', '?')} Hz, "
+            f"overruns {sampler.get('overruns', '?')}, missed deadlines "
+            f"{sampler.get('missed_deadlines', '?')}")
+    for n in d.notes:
+        add(f"- note: {n}")
+    add("")
+    if "campaign" in images:
+        add(f"![power over the campaign]({images['campaign']})\n")
+
+    add("## Idle baseline\n")
+    i = rep.idle
+    add(f"- idle power: **{_pm(i.power_w, i.ci_w, 1.0, 4)} W** ({i.source}, {i.n_samples} samples)")
+    if d.idle_file_uw is not None:
+        add(f"- `idling_power.json` says {d.idle_file_uw * 1e-6:.4f} W")
+    add("")
+    if "idle" in images:
+        add(f"![idle power distribution]({images['idle']})\n")
+    else:
+        add("No idle-phase samples on disk: no distribution to show.\n")
+
+    add("## Models\n")
+    add("Timing pass (no profiler). Mean power is the trapezoid integral over the timing window "
+        "divided by its length; net = gross - idle. Energy per inference = net integral / runs.\n")
+    add("| model | status | runs | window | samples | gross W | net W | energy/inference mJ "
+        "| latency ms | p5-p95 ms | throughput /s |")
+    add("|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|")
+    for r in rep.models:
+        p, lat = r.power, r.latency
+        add("| " + " | ".join([
+            _md_name(r.model.name), r.model.status, str(r.runs or "-"), r.model.timing_source,
+            str(p.n_samples) if p else "-",
+            _pm(p.mean_gross_w, p.ci_gross_w, 1, 3) if p else "n/a",
+            _pm(p.mean_net_w, p.ci_net_w, 1, 3) if p else "n/a",
+            _pm(r.energy_per_inference_j, r.ci_energy_per_inference_j, 1e3, 4),
+            _pm(lat.mean, lat.ci, 1e3, 4) if lat else "n/a",
+            f"{lat.p5 * 1e3:.3f}-{lat.p95 * 1e3:.3f}" if lat else "n/a",
+            f"{r.throughput_per_s:.1f}" if math.isfinite(r.throughput_per_s) else "n/a",
+        ]) + " |")  # fmt: skip
+    add("\nWindow: `worker` = the worker's timing-pass phase markers; `estimated` = no markers, "
+        "the `total_time` just before profiling starts; `benchmark` = the whole benchmark window "
+        "(compile, warm-up, timing and profiling): those figures are NOT timing-pass figures.\n")
+
+    for r in rep.models:
+        add(f"### {_md_name(r.model.name)}\n")
+        if r.model.status != "done":
+            add(f"- status **{r.model.status}**: {r.model.reason or 'no reason recorded'}")
+        for n in r.model.notes:
+            add(f"- note: {n}")
+        if not r.layers:
+            add("- no per-layer profile on disk\n")
+            continue
+        refused = [x for x in r.layers if x.energy.energy_j is None]
+        add(f"- {len(r.layers)} layers, {r.layers[0].latency.n} profiled runs; "
+            f"{len(refused)} layers with fewer than {rep.min_layer_samples} samples get no "
+            "energy estimate")
+        total = sum(x.energy.energy_j for x in r.layers if x.energy.energy_j is not None)
+        add(f"- sum of estimated layer energies: {total * 1e3:.4f} mJ per profiled inference")
+        add("")
+        if r.model.name in images:
+            add(f"![{_md_name(r.model.name)} layers]({images[r.model.name]})\n")
+        top = sorted(r.layers, key=lambda x: -(x.energy.energy_j or 0.0))[:layer_rows_shown]
+        add(f"Top {len(top)} layers by energy (all layers in `layers.csv`):\n")
+        add("| # | layer | type | latency ms | samples | net W | energy µJ |")
+        add("|---:|---|---|---:|---:|---:|---:|")
+        for x in top:
+            e = x.energy
+            en = _pm(e.energy_j, e.ci_energy_j or math.nan, 1e6, 2) if e.energy_j is not None \
+                else "too few samples"
+            add(f"| {x.index} | `{_md_name(e.name)}` | {x.type or ''} | "
+                f"{x.latency.mean * 1e3:.4f} | {e.n_samples} | "
+                f"{_pm(e.mean_net_w, e.ci_net_w, 1, 3)} | {en} |")
+        add("")
+
+    add("## Method\n")
+    add(f"- Intervals: 95 %, by non-overlapping batch means ({N_BATCHES} contiguous batches of "
+        "the time-ordered series; t quantile with batches-1 degrees of freedom), because "
+        "successive samples are autocorrelated (the sensor re-reads one conversion for ~7 ms).")
+    add("- Net intervals add the idle baseline's interval in quadrature.")
+    add("- Timing-pass integral: trapezoid over samples with start <= t <= end, power linearly "
+        "interpolated at both edges.")
+    add("- Layer windows: [end - latency, end) from `trt_layer_latency.json` (end = the "
+        "recorded stamp). Layer net power = mean of the (net) samples whose stamp falls inside "
+        "any of the layer's windows over all profiled runs; energy per execution = that x mean "
+        "latency; interval: relative intervals of both factors in quadrature (power by batch "
+        "means over windows grouped in run order). Fewer than "
+        f"{rep.min_layer_samples} samples: no estimate.")
+    add("- Caveat: a sample reports the sensor's last conversion (~7 ms of averaging on the "
+        "INA3221), not the instant power; a layer's figure is therefore pulled toward the power "
+        "of its neighbours. Treat per-layer energies as estimates of the run-level power "
+        "distribution, not as isolated measurements.")
+    add(f"- Tables: `{MODELS_CSV}`, `{LAYERS_CSV}` (one row per layer, `model` column); read "
+        "with `pandas.read_csv(path, skiprows=1)`.")
+    if d.simulated:
+        add("\n" + BANNER)
+    return "\n".join(lines) + "\n"
