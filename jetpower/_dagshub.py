@@ -25,6 +25,7 @@ upload, form field ``versioning=dvc``), ``GET .../content/{revision}/{path}`` (l
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections.abc import Callable, Generator, Sequence
 from contextlib import ExitStack
@@ -86,7 +87,7 @@ class Kind(enum.Enum):
     REJECTED = "rejected"  # any other refusal or an unexpected answer
 
 
-class CallFailed(Exception):  # noqa: N818  (a result of a call, translated by the caller)
+class CallFailed(Exception):
     """A call through the client failed; ``detail`` is already free of the token."""
 
     def __init__(self, kind: Kind, status: int | None, detail: str) -> None:
@@ -157,7 +158,7 @@ class _VendorLogBridge(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = record.getMessage()
-        except Exception:  # noqa: BLE001  (a malformed vendor record must not break an upload)
+        except Exception:  # a malformed vendor record must not break an upload
             text = str(record.msg)
         for secret in self.secrets:
             text = secret.redact(text)
@@ -238,7 +239,9 @@ class Session:
         queue = [path]
         while queue:
             here = queue.pop(0)
-            entries = self._call(lambda: self._api.list_path(here, revision, include_size=True))
+            entries = self._call(
+                functools.partial(self._api.list_path, here, revision, include_size=True)
+            )
             for entry in entries:
                 if entry.type == "file":
                     found.append(RemoteFile(path=entry.path, size=int(entry.size or 0)))
@@ -259,7 +262,7 @@ class Session:
         self._auth.last_status = None
         try:
             return fn()
-        except Exception as e:  # noqa: BLE001  (every vendor failure is translated here)
+        except Exception as e:  # every vendor failure is translated here
             failure = self._translate(e)
         raise failure  # outside the except block: nothing of the vendor's is chained
 
@@ -274,14 +277,18 @@ class Session:
         status = self._auth.last_status
         if isinstance(e, httpx.TransportError):  # connect/read/write errors, timeouts, drops
             return CallFailed(Kind.TRANSIENT, None, detail)
-        if isinstance(e, RepoNotFoundError | PathNotFoundError) or status == 404:
-            return CallFailed(Kind.NOT_FOUND, 404, detail)
-        if status is None or status < 400:
-            return CallFailed(Kind.REJECTED, status, detail)
-        if status == 401:
-            return CallFailed(Kind.AUTH, status, detail)
-        if status == 403:
-            return CallFailed(Kind.FORBIDDEN, status, detail)
-        if status >= 500 or status in _TRANSIENT_STATUS:
-            return CallFailed(Kind.TRANSIENT, status, detail)
-        return CallFailed(Kind.REJECTED, status, detail)
+        if isinstance(e, RepoNotFoundError | PathNotFoundError):
+            status = 404
+        return CallFailed(_kind_of(status), status, detail)
+
+
+def _kind_of(status: int | None) -> Kind:
+    """What the HTTP status of a failed call means (``None`` or 2xx: an answer not understood)."""
+    if status is None or status < 400:
+        return Kind.REJECTED
+    named = {401: Kind.AUTH, 403: Kind.FORBIDDEN, 404: Kind.NOT_FOUND}
+    if status in named:
+        return named[status]
+    if status >= 500 or status in _TRANSIENT_STATUS:
+        return Kind.TRANSIENT
+    return Kind.REJECTED

@@ -96,7 +96,9 @@ async def child(
         await asyncio.shield(_close(proc, pump, grace))
 
 
-async def _close(proc: asyncio.subprocess.Process, pump: asyncio.Future[None], grace: float) -> None:
+async def _close(
+    proc: asyncio.subprocess.Process, pump: asyncio.Future[None], grace: float
+) -> None:
     await terminate(proc, grace)
     try:
         await asyncio.wait_for(pump, 2.0)

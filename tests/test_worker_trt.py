@@ -22,8 +22,8 @@ def fakes(monkeypatch):
     for name in list(sys.modules):
         if name.split(".")[0] in {"tensorrt", "torch_tensorrt"}:
             monkeypatch.delitem(sys.modules, name)
-    import tensorrt  # noqa: PLC0415 (only after the path change)
-    import torch_tensorrt  # noqa: PLC0415
+    import tensorrt
+    import torch_tensorrt
 
     assert tensorrt.JETPOWER_STAND_IN
     return tensorrt, torch_tensorrt
@@ -103,7 +103,7 @@ def test_compile_kwargs(tmp_path, fakes):
 
 def test_windows_do_not_overlap(tmp_path, fakes):
     """Reconstructed windows tile each run: layer k starts where k-1 ends, inside the run."""
-    from jetpower.worker.trt_backend import TrtBackend  # noqa: PLC0415 (imports the fakes)
+    from jetpower.worker.trt_backend import TrtBackend
 
     be = TrtBackend(_cfg(tmp_path))
     be.load()

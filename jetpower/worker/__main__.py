@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = WorkerConfig.read(args.config)
         output.remove_stale(cfg.model_dir)
-        from jetpower.worker.runner import run  # noqa: PLC0415
+        from jetpower.worker.runner import run
 
         files = run(cfg, progress)
     except JetpowerError as e:

@@ -64,6 +64,9 @@ class WorkerConfig:
     min_block_size: int = 5
     weights: str | None = None
     label: str | None = None  # the result directory's name; None: derived from the model name
+    #: the run's CLOCK_REALTIME/CLOCK_MONOTONIC anchor, so that the worker's wall-clock text and
+    #: the power log's come from one pair; None: the worker takes its own
+    anchor: dict[str, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

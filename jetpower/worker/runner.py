@@ -41,10 +41,10 @@ class Backend(Protocol):
 def make_backend(cfg: WorkerConfig) -> Backend:
     """Import the backend's libraries (here, never at jetpower import time) and build it."""
     if cfg.backend == "torch":
-        from jetpower.worker.torch_backend import TorchBackend  # noqa: PLC0415
+        from jetpower.worker.torch_backend import TorchBackend
 
         return TorchBackend(cfg)
-    from jetpower.worker.trt_backend import TrtBackend  # noqa: PLC0415
+    from jetpower.worker.trt_backend import TrtBackend
 
     return TrtBackend(cfg)
 
@@ -56,7 +56,7 @@ def peak_rss_bytes() -> int:
 
 def run(cfg: WorkerConfig, progress: Progress, backend: Backend | None = None) -> list[Path]:
     """Benchmark one model and write its files; returns the paths written."""
-    anchor = Anchor.now()
+    anchor = Anchor.from_dict(cfg.anchor) if cfg.anchor else Anchor.now()
     be = backend if backend is not None else make_backend(cfg)
     progress.emit("worker_ready", backend=be.name, device=be.device)
 

@@ -29,7 +29,7 @@ ALIGNMENT = (
 
 def import_torch() -> Any:
     try:
-        import torch  # noqa: PLC0415
+        import torch
     except ImportError as e:
         raise WorkerConfigError(
             "the torch backend needs PyTorch, which is not installed: pip install 'jetpower[torch]'"

@@ -81,8 +81,8 @@ class NullSync:
 
 def _import_trt() -> tuple[Any, Any]:
     try:
-        import tensorrt as trt  # noqa: PLC0415
-        import torch_tensorrt  # noqa: PLC0415
+        import tensorrt as trt
+        import torch_tensorrt
     except ImportError as e:
         raise WorkerConfigError(
             f"the tensorrt backend needs torch-tensorrt and tensorrt ({e}): "

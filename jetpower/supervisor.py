@@ -1,0 +1,575 @@
+"""The campaign supervisor: one asyncio process that sequences the phases and owns every child.
+
+idle baseline -> cooldown -> for each model: benchmark (a worker process) -> cooldown.  One sampler
+runs for the whole campaign and is drained continuously; phases are windows over its stream.  The
+manifest is rewritten at every change of phase, so whatever stops the run, what was measured until
+then is on disk and described.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from jetpower import environment, thermal
+from jetpower._compat import TaskGroup
+from jetpower._fs import atomic_write_json, prepare_new_dir
+from jetpower._workerproc import failure_file_reason, run_worker
+from jetpower.acquire import PowerLogSink, Recorder, WindowSink, sensor_source
+from jetpower.errors import JetpowerError, SamplerError, UploadError, UsageError
+from jetpower.log import get_logger, log_to_file
+from jetpower.manifest import Manifest
+from jetpower.plan import ModelPlan, Plan
+from jetpower.sampler.process import SamplerHandle, default_cpu, start_sampler
+from jetpower.sampler.stream import Decoder, Reading
+from jetpower.sensors import SensorSet
+from jetpower.timebase import STAMP_FMT, Anchor, monotonic_ns, wall_text
+from jetpower.worker.config import WorkerConfig
+
+log = get_logger()
+
+SAMPLES_CSV = "jetpower_samples.csv"
+LOG_NAME = "run.log.jsonl"
+IDLE_JSON = "idling_power.json"
+MAX_SAMPLER_RESTARTS = 3
+WORKER_READY_TIMEOUT_S = 900.0
+
+# exit statuses of `jetpower run` (interruptions re-raise the signal instead)
+EXIT_OK = 0
+EXIT_MODELS_FAILED = 1
+EXIT_SENSOR = 3
+EXIT_SAMPLER = 4
+EXIT_UPLOAD = 6
+
+
+@dataclass
+class _Heartbeat:
+    """Sink: sum and count of total power since the last heartbeat."""
+
+    sum_uw: float = 0.0
+    count: int = 0
+
+    def feed(self, readings: Sequence[Reading]) -> None:
+        for r in readings:
+            if r.total_uw is not None:
+                self.sum_uw += r.total_uw
+                self.count += 1
+
+    def take(self) -> float | None:
+        mean = self.sum_uw / self.count if self.count else None
+        self.sum_uw, self.count = 0.0, 0
+        return mean
+
+
+@dataclass
+class Campaign:
+    plan: Plan
+    resume: bool = False
+    root: Path = Path("/")
+    sinks: list[Any] = field(default_factory=list)
+    interrupted_by: int | None = None
+
+    def __post_init__(self) -> None:
+        self.result_dir = self.plan.result_dir
+        self.handle: SamplerHandle | None = None
+        self.recorder: Recorder | None = None
+        self.anchor: Anchor | None = None
+        self.sensor: SensorSet | None = None
+        self.manifest: Manifest | None = None
+        self.sampler_ready = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.idle_temps: dict[str, float] = {}
+        self.channel_alerts: set[str] = set()
+        self.restarts = 0
+        self.samples_files: list[str] = []
+
+    # -- entry ------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        plan = self.plan
+        if plan.upload.enabled:
+            from jetpower.upload import check_access
+
+            check_access(str(plan.upload.repo))  # before anything is measured or written
+        manifest = self._open_result_dir()
+        log_to_file(self.result_dir / LOG_NAME)
+        structlog.contextvars.bind_contextvars(run=plan.run.name)
+        try:
+            return await self._run(manifest)
+        finally:
+            structlog.contextvars.unbind_contextvars("run")
+            log_to_file(None)
+
+    def _open_result_dir(self) -> Manifest:
+        if not self.resume:
+            prepare_new_dir(self.result_dir, "result directory")
+            return Manifest.new(self.result_dir, plan=self.plan.to_dict(), plan_text=self.plan.text)
+        if not self.result_dir.is_dir():
+            raise UsageError(f"--resume: result directory {str(self.result_dir)!r} does not exist")
+        m = Manifest.load(self.result_dir)
+        if m.data.get("status") == "complete":
+            raise UsageError(f"{str(self.result_dir)!r} holds a complete run: nothing to resume")
+        m.data["status"] = "running"
+        m.data.setdefault("resumed", []).append({"plan": self.plan.to_dict()})
+        return m
+
+    async def _run(self, manifest: Manifest) -> int:
+        plan = self.plan
+        self.manifest = manifest
+        s = plan.sampler
+        log.info("run_started", result_dir=str(self.result_dir),
+                 models=[m.label for m in plan.models], resume=self.resume,
+                 simulated=plan.simulated,
+                 estimated_s=round(plan.estimated_seconds()))
+        manifest.data["environment"] = environment.describe(self.root)
+        exit_code = EXIT_OK
+        try:
+            async with sensor_source(root=self._sensor_root(), source=s.source, rails=s.rails,
+                                     total=s.total_rail) as sensor:
+                self.sensor = sensor
+                manifest.data["simulated"] = sensor.simulated
+                manifest.data["sensor"] = sensor.to_dict()
+                if sensor.simulated:
+                    manifest.data["simulated_note"] = "SIMULATED sensor: no number is a measurement"
+                try:
+                    exit_code = await self._with_sampler(sensor)
+                except Exception as group:  # a TaskGroup wraps its tasks' errors in a group
+                    raise _unwrap(group) from None
+        except asyncio.CancelledError:
+            manifest.data["status"] = "interrupted"
+            manifest.data["interrupted_by"] = self.interrupted_by
+            exit_code = -1
+        except SamplerError as e:
+            manifest.data["status"] = "failed"
+            manifest.data["reason"] = str(e)
+            log.error("run_failed", reason=str(e))
+            exit_code = EXIT_SAMPLER
+        except JetpowerError as e:
+            manifest.data["status"] = "failed"
+            manifest.data["reason"] = str(e)
+            log.error("run_failed", reason=str(e))
+            exit_code = e.exit_code
+        finally:
+            await asyncio.shield(self._finish(manifest))
+        if exit_code == EXIT_OK and plan.upload.enabled and manifest.data["status"] == "complete":
+            exit_code = await self._upload()
+        return exit_code
+
+    def _sensor_root(self) -> Path:
+        s = self.plan.sampler
+        if s.source == "hwmon" and s.hwmon_path is not None:
+            return s.hwmon_path
+        return self.root
+
+    # -- sampling ---------------------------------------------------------------------------
+
+    async def _with_sampler(self, sensor: SensorSet) -> int:
+        decoder = Decoder(sensor)
+        self.decoder = decoder
+        assert self.manifest is not None
+        self.manifest.data["power_log_columns"] = decoder.log_columns_note
+        with tempfile.TemporaryDirectory(prefix="jetpower-ring-") as tmp:
+            self.ring_dir = Path(tmp)
+            result: list[int] = []
+            async with TaskGroup() as tg:
+                sampling = tg.create_task(self._sampling(sensor, decoder))
+                beat = tg.create_task(self._heartbeat())
+                try:
+                    result.append(await self._sequence())
+                finally:
+                    self.stopping.set()
+                    beat.cancel()
+                    await asyncio.shield(asyncio.gather(sampling, return_exceptions=True))
+            return result[0]
+
+    async def _sampling(self, sensor: SensorSet, decoder: Decoder) -> None:
+        s = self.plan.sampler
+        cpu = default_cpu() if s.cpu == "last" else int(s.cpu)
+        rate = self.plan.sampler.rate_hz
+        while True:
+            ring = self.ring_dir / f"sampler-{self.restarts}.ring"
+            async with start_sampler(sensor, ring, rate_hz=rate, cpu=cpu,
+                                     capacity=s.ring_capacity) as h:
+                info = h.reader.info
+                anchor = Anchor(info.anchor_realtime_ns, info.anchor_monotonic_ns,
+                                info.anchor_error_ns)
+                self._sampler_started(h, anchor)
+                csv_name = SAMPLES_CSV if not self.samples_files else \
+                    f"jetpower_samples.part{len(self.samples_files) + 1}.csv"
+                if (self.result_dir / csv_name).exists():  # a resumed run: never overwrite
+                    csv_name = self._free_name("jetpower_samples.resume", ".csv")
+                self.samples_files.append(csv_name)
+                async with Recorder(h, decoder, self.result_dir / csv_name) as rec:
+                    rec.sinks = self.sinks
+                    self.recorder = rec
+                    self.handle = h
+                    self.sampler_ready.set()
+                    pump = asyncio.ensure_future(rec.run())
+                    stop = asyncio.ensure_future(self.stopping.wait())
+                    died = asyncio.ensure_future(h.proc.wait())
+                    try:
+                        await asyncio.wait({stop, died}, return_when=asyncio.FIRST_COMPLETED)
+                        if stop.done():
+                            await h.stop()
+                    finally:
+                        for t in (pump, stop, died):
+                            t.cancel()
+                        await asyncio.gather(pump, stop, died, return_exceptions=True)
+                    self._record_sampler(h)
+                if self.stopping.is_set():
+                    return
+                code = h.proc.returncode
+                last = rec.last.t_ns if rec.last else None
+            self._sampler_died(code, last)
+            rate = self.handle.reader.current_rate() if self.handle else rate
+
+    def _sampler_started(self, h: SamplerHandle, anchor: Anchor) -> None:
+        info = h.reader.info
+        m = self.manifest
+        assert m is not None
+        if self.anchor is None:
+            self.anchor = anchor
+            m.data.setdefault("anchor", anchor.to_dict())
+            if self.resume:  # a resumed run keeps its first anchor; record this one beside it
+                m.data.setdefault("anchors", []).append(anchor.to_dict())
+            self.anchor = Anchor.from_dict(m.data["anchor"])
+        sensor = self.decoder.sensor
+        log.info("sampler_started", pid=h.proc.pid, cpu=info.cpu, sched=info.sched_policy,
+                 priority=info.sched_priority, rate_hz=info.rate_hz, rails=list(sensor.labels),
+                 simulated=sensor.simulated)
+        if info.sched_policy != "SCHED_FIFO":
+            log.warning("sampler_priority", granted=info.sched_policy,
+                        note="SCHED_FIFO needs CAP_SYS_NICE; sampling at normal priority")
+        m.data["sampler"] = {"rate_hz": self.plan.sampler.rate_hz, "cpu": info.cpu,
+                             "sched": info.sched_policy, "sched_priority": info.sched_priority,
+                             "capacity": info.capacity, "restarts": self.restarts,
+                             "samples_files": self.samples_files}
+
+    def _record_sampler(self, h: SamplerHandle) -> None:
+        c = h.reader.counters()
+        info = h.reader.info
+        m = self.manifest
+        assert m is not None
+        totals = m.data.setdefault("sampler_totals", {"samples": 0, "overruns": 0,
+                                                      "missed_deadlines": 0, "read_errors": {}})
+        totals["samples"] += c.samples
+        totals["overruns"] += c.overruns
+        totals["missed_deadlines"] += c.missed_deadlines
+        for name, n in zip(info.names, c.read_errors):
+            totals["read_errors"][name] = totals["read_errors"].get(name, 0) + n
+        totals["cpu_seconds"] = totals.get("cpu_seconds", 0.0) + float(
+            h.exit_report.get("cpu_seconds") or 0.0)
+        totals["priority"] = h.exit_report.get("priority")
+
+    def _sampler_died(self, code: int | None, last_ns: int | None) -> None:
+        m = self.manifest
+        assert m is not None
+        log.error("sampler_died", exit_code=code, last_sample_ns=last_ns,
+                  restart=self.plan.sampler.restart_on_failure)
+        m.note("sampler_died", exit_code=code, last_sample_ns=last_ns)
+        if not self.plan.sampler.restart_on_failure or self.restarts >= MAX_SAMPLER_RESTARTS:
+            raise SamplerError(f"the sampler process died (exit status {code}); run stopped")
+        self.restarts += 1
+        m.note("sampler_restarted", gap_start_ns=last_ns, restart=self.restarts)
+        m.write()
+
+    async def _heartbeat(self) -> None:
+        beat = _Heartbeat()
+        self.sinks.append(beat)
+        every = self.plan.sampler.heartbeat_seconds
+        await self.sampler_ready.wait()
+        last_samples, last_t = 0, monotonic_ns()
+        last_errors: tuple[int, ...] = ()
+        while True:
+            await asyncio.sleep(min(every, 1.0) if every > 1.0 else every)
+            h = self.handle
+            if h is None:
+                continue
+            c = h.reader.counters()
+            self._check_channels(h, c.read_errors, last_errors, c.failing, c.gone)
+            last_errors = c.read_errors
+            now = monotonic_ns()
+            if (now - last_t) / 1e9 + 1e-3 < every:
+                continue
+            dt = (now - last_t) / 1e9
+            samples = c.samples
+            delta = samples - last_samples if samples >= last_samples else samples
+            log.info("sampler_heartbeat", rate_hz=round(delta / dt, 2), samples=samples,
+                     avg_power_uw=beat.take(), overruns=c.overruns,
+                     read_errors=sum(c.read_errors), missed_deadlines=c.missed_deadlines)
+            last_samples, last_t = samples, now
+
+    def _check_channels(self, h: SamplerHandle, errors: tuple[int, ...], before: tuple[int, ...],
+                        failing: tuple[bool, ...], gone: tuple[bool, ...]) -> None:
+        names = h.reader.info.names
+        for i, name in enumerate(names):
+            grew = errors[i] - (before[i] if i < len(before) else 0)
+            if (gone[i] or failing[i]) and name not in self.channel_alerts:
+                self.channel_alerts.add(name)
+                why = "its file was removed" if gone[i] else "its reads fail"
+                log.error("channel_failed", channel=name, reason=why, read_errors=errors[i])
+                assert self.manifest is not None
+                self.manifest.note("channel_failed", channel=name, reason=why,
+                                   at_ns=monotonic_ns())
+                self.manifest.write()
+            elif grew > 0 and name not in self.channel_alerts:
+                log.warning("sensor_read_errors", channel=name, new_errors=grew)
+
+    # -- the sequence -----------------------------------------------------------------------
+
+    async def _sequence(self) -> int:
+        await self.sampler_ready.wait()
+        m = self.manifest
+        assert m is not None
+        m.write()
+        idle_done = (self.result_dir / IDLE_JSON).exists() and m.verified(IDLE_JSON)
+        if self.resume and idle_done and not self.plan.idle.remeasure_on_resume:
+            log.info("idle_kept", reason="resumed run; the idle baseline was already measured")
+            self.idle_temps = dict(m.data.get("idle", {}).get("temperatures_c", {}))
+        else:
+            await self._idle()
+            await self._cooldown("idle")
+        failed = 0
+        for i, mp in enumerate(self.plan.models):
+            entry = m.model(mp.label)
+            if self.resume and entry.get("status") == "done" and m.verified(mp.label):
+                log.info("model_skipped", model=mp.label, reason="complete and verified")
+                continue
+            ok = await self._model(mp, i)
+            failed += not ok
+            await self._cooldown(mp.label)
+        if self.channel_alerts:
+            return EXIT_SENSOR
+        return EXIT_MODELS_FAILED if failed else EXIT_OK
+
+    async def _window(self, name: str, seconds: float, model: str | None = None) -> WindowSink:
+        start = monotonic_ns()
+        sink = WindowSink(start)
+        self.sinks.append(sink)
+        log.info("phase_started", phase=name, seconds=seconds)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            sink.end_ns = monotonic_ns()
+            await self._drain_now()
+            self.sinks.remove(sink)
+        return sink
+
+    async def _drain_now(self) -> None:
+        # the sampler publishes a sample straddling the end a period later at most
+        rate = self.handle.reader.current_rate() if self.handle else 0
+        await asyncio.sleep(2 / rate if rate > 0 else 0.002)
+        if self.recorder is not None:
+            await self.recorder.drain()
+
+    def _phase_done(self, name: str, sink: WindowSink, model: str | None = None,
+                    **extra: Any) -> None:
+        integ = sink.integrator
+        assert self.manifest is not None
+        self.manifest.add_phase(name, model, sink.start_ns, int(sink.end_ns or 0),
+                                samples=integ.count, invalid_samples=integ.invalid,
+                                avg_power_uw=integ.mean_uw, energy_uj=integ.energy_uj, **extra)
+        log.info("phase_finished", phase=name, samples=integ.count, avg_power_uw=integ.mean_uw,
+                 seconds=round((int(sink.end_ns or 0) - sink.start_ns) / 1e9, 3), **extra)
+        self.manifest.write()
+
+    async def _idle(self) -> None:
+        m = self.manifest
+        assert m is not None and self.anchor is not None
+        with structlog.contextvars.bound_contextvars(phase="idle"):
+            sink = await self._window("idle", self.plan.idle.seconds)
+            self.idle_temps = thermal.read_zones(self.root, self.plan.cooldown.zones)
+            integ = sink.integrator
+            if integ.mean_uw is None:
+                raise SamplerError("no valid sample of the total rail during the idle phase")
+            path = self.result_dir / IDLE_JSON
+            if path.exists():  # re-measured on resume: keep the earlier baseline beside it
+                path.rename(self._aside(path))
+            atomic_write_json(path, {"timestamp": wall_text(sink.start_ns, self.anchor, STAMP_FMT),
+                                     "avg_idle_power": integ.mean_uw})
+            m.data["idle"] = {"avg_power_uw": integ.mean_uw, "samples": integ.count,
+                              "start_ns": sink.start_ns, "end_ns": sink.end_ns,
+                              "temperatures_c": self.idle_temps}
+            m.forget(IDLE_JSON)
+            m.checksum([path])
+            self._phase_done("idle", sink)
+
+    async def _cooldown(self, after: str) -> None:
+        cd = self.plan.cooldown
+        with structlog.contextvars.bound_contextvars(phase="cooldown"):
+            if cd.mode == "thermal" and self.idle_temps:
+                sink = await self._thermal_cooldown()
+            else:
+                if cd.mode == "thermal":
+                    log.warning("cooldown_fixed", reason="no readable thermal zone; fixed time")
+                sink = await self._window("cooldown", cd.seconds)
+            self._phase_done("cooldown", sink, after=after)
+
+    async def _thermal_cooldown(self) -> WindowSink:
+        cd = self.plan.cooldown
+        start = monotonic_ns()
+        sink = WindowSink(start)
+        self.sinks.append(sink)
+        log.info("phase_started", phase="cooldown", mode="thermal", margin_c=cd.margin_c,
+                 max_seconds=cd.max_seconds, baseline_c=self.idle_temps)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            await asyncio.sleep(cd.seconds)  # the minimum
+            while True:
+                hot = thermal.above_baseline(thermal.read_zones(self.root, cd.zones),
+                                             self.idle_temps, cd.margin_c)
+                if not hot:
+                    break
+                if loop.time() - t0 >= cd.max_seconds:
+                    log.warning("cooldown_capped", still_above_c=hot, max_seconds=cd.max_seconds)
+                    break
+                await asyncio.sleep(min(2.0, max(0.0, t0 + cd.max_seconds - loop.time())))
+        finally:
+            sink.end_ns = monotonic_ns()
+            await self._drain_now()
+            self.sinks.remove(sink)
+        return sink
+
+    def _free_name(self, stem: str, suffix: str) -> str:
+        k = 1
+        while (self.result_dir / f"{stem}{k}{suffix}").exists():
+            k += 1
+        return f"{stem}{k}{suffix}"
+
+    @staticmethod
+    def _aside(path: Path) -> Path:
+        k = 1
+        while (cand := path.with_name(f"{path.name}.attempt-{k}")).exists():
+            k += 1
+        return cand
+
+    async def _model(self, mp: ModelPlan, index: int) -> bool:
+        m = self.manifest
+        assert m is not None and self.anchor is not None
+        label = mp.label
+        mdir = self.result_dir / label
+        with structlog.contextvars.bound_contextvars(model=label, phase="benchmark"):
+            if mdir.exists():  # a resumed run re-runs this model: keep the earlier attempt
+                aside = self._aside(mdir)
+                mdir.rename(aside)
+                m.forget(label)
+                log.info("model_previous_attempt_kept", moved_to=aside.name)
+            mdir.mkdir()
+            cfg = WorkerConfig(
+                model=mp.name, label=label, result_dir=str(self.result_dir), backend=mp.backend,
+                device=mp.device, dtype=mp.dtype, input_shape=tuple(mp.input_shape),
+                warmup=mp.warmup, runs=mp.runs, profile_runs=mp.profile_runs,
+                optimization_level=mp.optimization_level, min_block_size=mp.min_block_size,
+                anchor=self.anchor.to_dict(),
+            )
+            cfg_path = cfg.write(mdir / "jetpower_worker_config.json")
+            rate = self.plan.sampler.rate_hz
+            if mp.rate_hz != rate and self.handle is not None:
+                self.handle.reader.request_rate(mp.rate_hz)
+            start = monotonic_ns()
+            plog = PowerLogSink(mdir / f"{label}_power_log.log", self.anchor, start)
+            window = WindowSink(start)
+            self.sinks += [plog, window]
+            entry = m.model(label)
+            entry.update(status="running", start_ns=start, index=index)
+            m.write()
+            log.info("model_started", index=index + 1, of=len(self.plan.models),
+                     backend=mp.backend, dtype=mp.dtype, runs=mp.runs, rate_hz=mp.rate_hz)
+            try:
+                outcome = await run_worker(cfg_path, timeout=mp.timeout_seconds,
+                                           ready_timeout=min(WORKER_READY_TIMEOUT_S,
+                                                             mp.timeout_seconds))
+            finally:
+                end = monotonic_ns()
+                plog.end_ns = window.end_ns = end
+                await asyncio.shield(self._end_model(plog, window, rate, mp.rate_hz))
+            files = sorted(p for p in mdir.rglob("*") if p.is_file())
+            m.checksum(files)
+            integ = window.integrator
+            entry.update(end_ns=end, samples=integ.count, power_log_lines=plog.lines,
+                         exit_code=outcome.exit_code, phases=outcome.phases)
+            self._phase_done("benchmark", window, label, status="done" if outcome.ok else "failed")
+            if outcome.ok:
+                entry.update(status="done", reason=None)
+                m.write()
+                log.info("model_finished", samples=integ.count, avg_power_uw=integ.mean_uw,
+                         seconds=round((end - start) / 1e9, 3))
+                return True
+            written = failure_file_reason(mdir)
+            reason = outcome.reason or (written or {}).get("message") or "unknown failure"
+            entry.update(status="failed", reason=reason, error_type=outcome.error_type)
+            m.write()
+            log.error("model_failed", reason=reason, exit_code=outcome.exit_code)
+            return False
+
+    async def _end_model(self, plog: PowerLogSink, window: WindowSink, rate: float,
+                         model_rate: float) -> None:
+        await self._drain_now()
+        for s in (plog, window):
+            with contextlib.suppress(ValueError):
+                self.sinks.remove(s)
+        await plog.close()
+        if model_rate != rate and self.handle is not None:
+            self.handle.reader.request_rate(rate)
+
+    # -- the end ----------------------------------------------------------------------------
+
+    async def _finish(self, m: Manifest) -> None:
+        if m.data.get("status") == "running":
+            m.data["status"] = "complete"
+        for entry in m.data["models"].values():
+            if entry.get("status") == "running":
+                entry["status"] = "interrupted" if m.data["status"] == "interrupted" else "failed"
+                entry.setdefault("reason", m.data.get("reason") or "run stopped")
+        for name in self.samples_files:
+            p = self.result_dir / name
+            if p.exists():
+                m.forget(name)
+                m.checksum([p])
+        statuses = [e.get("status") for e in m.data["models"].values()]
+        m.data["summary"] = {s: statuses.count(s) for s in sorted({str(x) for x in statuses})}
+        m.write()
+        event = "run_finished" if m.data["status"] != "interrupted" else "run_interrupted"
+        log.info(event, status=m.data["status"], models=m.data["summary"],
+                 sampler=m.data.get("sampler_totals"), result_dir=str(self.result_dir))
+
+    async def _upload(self) -> int:
+        from jetpower.upload import upload_result
+
+        u = self.plan.upload
+        try:
+            await asyncio.to_thread(upload_result, self.result_dir, str(u.repo), branch=u.branch,
+                                    remote_path=u.remote_path or None, retries=u.retries)
+        except UploadError as e:
+            log.error("upload_failed", reason=str(e))
+            return EXIT_UPLOAD
+        log.info("upload_finished", repo=u.repo, branch=u.branch)
+        return EXIT_OK
+
+
+def _unwrap(error: Exception) -> Exception:
+    """The first jetpower error inside (possibly nested) exception groups, else ``error``."""
+    inner = getattr(error, "exceptions", None)
+    if not inner:
+        return error
+    for e in inner:
+        found = _unwrap(e)
+        if isinstance(found, JetpowerError):
+            return found
+    return error
+
+
+def remove_empty_result_dir(path: Path) -> None:
+    """Undo creating a result directory that received nothing (a run that could not start)."""
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not any(path.iterdir()):
+            shutil.rmtree(path)
