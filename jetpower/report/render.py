@@ -125,9 +125,15 @@ def render_markdown(rep: Report, images: dict[str, str], layer_rows_shown: int =
     if d.manifest:
         st = d.manifest.get("status")
         sampler = d.manifest.get("sampler") or {}
+        # counters over the whole run (all sampler processes, if it was restarted)
+        totals = {**sampler, **(d.manifest.get("sampler_totals") or {})}
+        errors = totals.get("read_errors", "?")
+        if isinstance(errors, dict):
+            errors = sum(errors.values())
         add(f"- run status: {st}; sampler rate {sampler.get('rate_hz', '?')} Hz, "
-            f"overruns {sampler.get('overruns', '?')}, missed deadlines "
-            f"{sampler.get('missed_deadlines', '?')}")
+            f"{totals.get('samples', '?')} samples, overruns {totals.get('overruns', '?')}, "
+            f"missed deadlines {totals.get('missed_deadlines', '?')}, read errors {errors}, "
+            f"restarts {sampler.get('restarts', 0)}")
     for n in d.notes:
         add(f"- note: {n}")
     add("")
