@@ -18,6 +18,7 @@ ffibuilder.set_source(
     "#include <stdint.h>\n#include <stddef.h>\n#include \"jp_sampler.h\"",
     sources=[str(p.relative_to(HERE)) for p in sorted(CSRC.glob("*.c"))],
     include_dirs=[str(CSRC.relative_to(HERE))],
+    libraries=["dl", "m", "pthread"],  # NVML is dlopen'ed at run time, never linked
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )
 

@@ -24,4 +24,32 @@ int jp_read_int(int fd, int64_t *value);
 
 size_t jp_record_size(uint32_t nchan);
 
+/* NVML channels (nvml.c). */
+enum { JP_NVML_POWER_INSTANT = 1, JP_NVML_POWER_AVG = 2, JP_NVML_ENERGY = 3 };
+
+struct jp_nvml_chan {
+    void *dev;  /* nvmlDevice_t */
+    int what;   /* JP_NVML_* */
+    /* The energy counter is slow to read (about 4 ms a call on an H100): a poller thread reads it
+     * and the sampling loop copies its latest completed reading. */
+    int slow;
+    int64_t latest;
+    int latest_rc;  /* NVML return code of the latest poll (release-stored after latest) */
+};
+
+/* 1 and *index, *what set when path is an "nvml:" channel, 0 when it is a file, -1 (errno
+ * EINVAL) when it starts with "nvml:" but is malformed. */
+int jp_nvml_parse(const char *path, uint32_t *index, int *what);
+/* Load and initialise NVML (the library set by jp_nvml_set_library); reference counted. */
+int jp_nvml_load(char *errbuf, size_t errlen);
+void jp_nvml_unload(void);
+/* Open an "nvml:" channel: NVML must be loaded. Returns 0, or -errno with a message. */
+int jp_nvml_open(const char *path, struct jp_nvml_chan *c, char *errbuf, size_t errlen);
+/* One reading (mW or mJ).  Returns 0, or -1 with errno set (ENODEV: the GPU is lost). */
+int jp_nvml_read(const struct jp_nvml_chan *c, int64_t *value);
+/* Start / stop the thread that polls the slow channels among chans[0..n) every period_ns, at
+ * normal priority (the sampling loop, at SCHED_FIFO, preempts it). */
+int jp_nvml_start_poller(struct jp_nvml_chan *chans, uint32_t n, int64_t period_ns);
+void jp_nvml_stop_poller(void);
+
 #endif

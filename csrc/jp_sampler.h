@@ -8,6 +8,13 @@
  *   record = uint64 seq, int64 t_start_ns, int64 t_end_ns, uint64 valid_mask, int64 values[nchan]
  * The writer fills record `seq` in slot seq % capacity, then publishes header.seq = seq + 1 with
  * a release store.  Readers load header.seq with an acquire load (jp_reader_drain).
+ *
+ * Channels.  A channel "path" is either a file (sysfs attribute, re-read with pread at offset 0)
+ * or an NVML reading, spelled "nvml:<gpu index>:<what>" with <what> one of
+ *   power_instant  field NVML_FI_DEV_POWER_INSTANT (186), GPU scope (scopeId 0), mW
+ *   power_avg      nvmlDeviceGetPowerUsage, mW (a 1 s average on Ampere and newer)
+ *   energy         nvmlDeviceGetTotalEnergyConsumption, mJ since the driver loaded (counter)
+ * NVML (libnvidia-ml.so.1) is loaded with dlopen only when a channel needs it.
  */
 
 #define JP_RING_VERSION 1
@@ -15,6 +22,7 @@
 #define JP_NAME_LEN 48
 #define JP_UNIT_LEN 16
 #define JP_RECORD_FIXED 32
+#define JP_NVML_NAME_LEN 96
 
 #define JP_STATE_INIT 0
 #define JP_STATE_RUNNING 1
@@ -90,8 +98,36 @@ uint64_t jp_reader_position(jp_reader *r);
 void jp_reader_request_period(jp_reader *r, int64_t period_ns);
 void jp_reader_close(jp_reader *r);
 
+/* NVML.  The library "nvml:" channels load (default "libnvidia-ml.so.1"); set before
+ * jp_sampler_run / jp_time_reads.  The string is copied. */
+void jp_nvml_set_library(const char *libpath);
+
+/* What one GPU answers, for discovery.  *_rc: the NVML return code of that query (0: it works,
+ * 3: NOT_SUPPORTED), the value beside it valid only when the code is 0. */
+struct jp_nvml_device {
+    char name[96];
+    int32_t handle_rc;
+    int32_t name_rc;
+    int32_t instant_rc;          /* field 186 (power instant, GPU scope): the per-field code */
+    int32_t usage_rc;            /* nvmlDeviceGetPowerUsage */
+    int32_t energy_rc;           /* nvmlDeviceGetTotalEnergyConsumption */
+    int32_t pad;
+    int64_t instant_mw;
+    int64_t usage_mw;
+    int64_t energy_mj;
+};
+
+/* Load NVML from libpath, initialise it, fill out[0..min(count, max)) and shut it down again.
+ * Returns the device count, or -1 with a message in errbuf (library absent, symbol missing,
+ * nvmlInit_v2 or nvmlDeviceGetCount_v2 failed). */
+int jp_nvml_probe(const char *libpath, struct jp_nvml_device *out, uint32_t max,
+                  char *errbuf, size_t errlen);
+/* The NVML name of a return code ("NVML_ERROR_NOT_SUPPORTED"), without loading the library. */
+const char *jp_nvml_return_name(int32_t rc);
+
 /* Characterisation and benchmarks. */
-/* Time n preads of one file; per-read durations in out_ns.  Returns n, or -errno. */
+/* Time n reads of one channel (a file, or an "nvml:" channel); per-read durations in out_ns.
+ * Returns n, or -errno. */
 int64_t jp_time_reads(const char *path, uint64_t n, int64_t *out_ns);
 /* Bare loop: pread + parse every file, free-running, for duration_ns; returns passes made. */
 int64_t jp_bench_pread_loop(const char **paths, uint32_t n, int64_t duration_ns);

@@ -70,9 +70,18 @@ struct loop {
     struct jp_ring_header *h;
     unsigned char *records;
     size_t rec_size;
-    int fds[JP_MAX_CHANNELS];
+    int fds[JP_MAX_CHANNELS];               /* -1 for an NVML channel */
+    struct jp_nvml_chan nvml[JP_MAX_CHANNELS];
     uint32_t nchan;
+    int nvml_loaded;
 };
+
+/* A file channel costs one well-predicted branch more than before; an NVML one a library call. */
+static inline int read_channel(const struct loop *L, uint32_t i, int64_t *v)
+{
+    int fd = L->fds[i];
+    return fd >= 0 ? jp_read_int(fd, v) : jp_nvml_read(&L->nvml[i], v);
+}
 
 /* One pass over every channel; the record is complete before seq is published. */
 static void take_sample(struct loop *L, uint64_t seq)
@@ -86,10 +95,12 @@ static void take_sample(struct loop *L, uint64_t seq)
     int64_t t0 = jp_now_ns(CLOCK_MONOTONIC);
     for (uint32_t i = 0; i < L->nchan; i++) {
         int64_t v = 0;
-        if (!(gone & (1ULL << i)) && jp_read_int(L->fds[i], &v) == 0) {
+        if (!(gone & (1ULL << i)) && read_channel(L, i, &v) == 0) {
             valid |= 1ULL << i;
             values[i] = v;
         } else {
+            if (L->fds[i] < 0 && errno == ENODEV) /* NVML: the GPU fell off the bus */
+                __atomic_fetch_or(&h->gone_mask, 1ULL << i, __ATOMIC_RELAXED);
             values[i] = 0;
             failing |= 1ULL << i;
             __atomic_fetch_add(&h->read_errors[i], 1, __ATOMIC_RELAXED);
@@ -113,6 +124,8 @@ static void check_gone(struct loop *L)
     uint64_t gone = 0;
     for (uint32_t i = 0; i < L->nchan; i++) {
         struct stat st;
+        if (L->fds[i] < 0)
+            continue; /* NVML: a lost GPU is seen by its reads */
         if (fstat(L->fds[i], &st) != 0 || st.st_nlink == 0)
             gone |= 1ULL << i;
     }
@@ -159,6 +172,22 @@ int jp_sampler_run(const char *ring_path, const char **paths, const char **names
     size_t map_size = 0;
 
     for (; opened < nchan; opened++) {
+        uint32_t index;
+        int what;
+        int kind = jp_nvml_parse(paths[opened], &index, &what);
+        if (kind != 0) {
+            L.fds[opened] = -1;
+            if (!L.nvml_loaded) {
+                rc = jp_nvml_load(errbuf, errlen);
+                if (rc != 0)
+                    goto out;
+                L.nvml_loaded = 1;
+            }
+            rc = jp_nvml_open(paths[opened], &L.nvml[opened], errbuf, errlen);
+            if (rc != 0)
+                goto out;
+            continue;
+        }
         L.fds[opened] = open(paths[opened], O_RDONLY | O_CLOEXEC);
         if (L.fds[opened] < 0) {
             rc = fail(errbuf, errlen, errno, "cannot open %s", paths[opened]);
@@ -216,6 +245,13 @@ int jp_sampler_run(const char *ring_path, const char **paths, const char **names
         sigaction(SIGINT, &sa, &old_int);
     }
 
+    if (L.nvml_loaded) {
+        rc = jp_nvml_start_poller(L.nvml, nchan, 20000000); /* energy counter: every 20 ms */
+        if (rc != 0) {
+            fail(errbuf, errlen, -rc, "cannot start the NVML energy poller");
+            goto out;
+        }
+    }
     take_anchor(h);
     int64_t start = jp_now_ns(CLOCK_MONOTONIC);
     h->start_monotonic_ns = start;
@@ -272,7 +308,12 @@ int jp_sampler_run(const char *ring_path, const char **paths, const char **names
 
 out:
     for (uint32_t i = 0; i < opened; i++)
-        close(L.fds[i]);
+        if (L.fds[i] >= 0)
+            close(L.fds[i]);
+    if (L.nvml_loaded) {
+        jp_nvml_stop_poller();
+        jp_nvml_unload();
+    }
     if (map != MAP_FAILED)
         munmap(map, map_size);
     if (ring_fd >= 0)

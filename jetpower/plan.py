@@ -68,7 +68,7 @@ ORIGINAL_MODELS = (
     "convnext_base",
 )  # fmt: skip
 
-SOURCES = ("auto", "ina3221", "ina3221x", "hwmon", "simulated")
+SOURCES = ("auto", "ina3221", "ina3221x", "nvml", "rapl", "hwmon", "simulated")
 COOLDOWN_MODES = ("fixed", "thermal")
 _DAY = 86_400.0
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", re.ASCII)

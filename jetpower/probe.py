@@ -2,7 +2,9 @@
 
 The INA3221 converts each channel every ``update_interval`` ms; sampling faster re-reads the same
 conversion.  ``probe`` measures, per rail, what one read costs and how often its values really
-change, by free-running the C loop over the rail files for a while.
+change, by free-running the C loop over the rail's channels for a while.  The same code serves
+every channel kind: sysfs files, RAPL energy counters, and NVML readings (instant power and the
+energy counter, which the driver refreshes at periods of its own), reported per channel too.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _percentile(sorted_vals: list[float], q: float) -> float:
 
 
 def read_cost(sensor: SensorSet, reads: int = 2000) -> dict[str, dict[str, float]]:
-    """Per rail: median and p99 cost in microseconds of reading all of its files once."""
+    """Per rail: median and p99 cost in microseconds of reading all of its channels once."""
     out = {}
     for rail in sensor.rails:
         per_file = [_native.time_reads(str(c.path), reads) for c in rail.channels]
@@ -58,21 +60,42 @@ def change_periods(sensor: SensorSet, seconds: float = 1.0) -> dict[str, dict[st
     out: dict[str, dict[str, Any]] = {}
     for rail in sensor.rails:
         idx = [index[c.name] for c in rail.channels]
-        changes: list[int] = []
-        prev: tuple[int, ...] | None = None
-        for rec in rows:
-            vals = tuple(rec[4 + i] for i in idx)
-            if prev is not None and vals != prev:
-                changes.append((rec[1] + rec[2]) // 2)
-            prev = vals
-        gaps = sorted((b - a) / 1e6 for a, b in itertools.pairwise(changes))
-        out[rail.label] = {
-            "passes": len(rows),
-            "changes": len(changes),
-            "change_period_ms": statistics.median(gaps) if gaps else None,
-            "change_period_p90_ms": _percentile(gaps, 0.9) if gaps else None,
-        }
+        out[rail.label] = {"passes": len(rows), **_changes(rows, idx)}
+        if len(idx) > 1 or rail.energy is not None:
+            # per channel too: an NVML power reading and its energy counter (or a voltage and a
+            # current) refresh at periods of their own
+            out[rail.label]["channels"] = {
+                c.name: {"reading": c.reading, **_changes(rows, [index[c.name]])}
+                for c in rail.channels
+            }
     return out
+
+
+def _changes(rows: list[tuple[int, ...]], idx: list[int]) -> dict[str, Any]:
+    """How often the values of channels ``idx`` change, over records ``rows``.
+
+    Only valid reads count: a failed read (value 0, its valid bit clear) neither starts nor ends
+    a change, so an NVML call that fails now and then does not look like a change.
+    """
+    mask = sum(1 << i for i in idx)
+    changes: list[int] = []
+    prev: tuple[int, ...] | None = None
+    invalid = 0
+    for rec in rows:
+        if rec[3] & mask != mask:
+            invalid += 1
+            continue
+        vals = tuple(rec[4 + i] for i in idx)
+        if prev is not None and vals != prev:
+            changes.append((rec[1] + rec[2]) // 2)
+        prev = vals
+    gaps = sorted((b - a) / 1e6 for a, b in itertools.pairwise(changes))
+    return {
+        "changes": len(changes),
+        "invalid_reads": invalid,
+        "change_period_ms": statistics.median(gaps) if gaps else None,
+        "change_period_p90_ms": _percentile(gaps, 0.9) if gaps else None,
+    }
 
 
 def _kernel() -> str:

@@ -37,6 +37,73 @@ STATE_NAMES = {
 SCHED_NAMES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 5: "SCHED_IDLE"}
 
 
+#: where the NVML library comes from: the environment names it (tests point it at a fake)
+NVML_LIB_ENV = "JETPOWER_NVML_LIB"
+NVML_LIB_DEFAULT = "libnvidia-ml.so.1"
+NVML_NOT_SUPPORTED = 3
+_NVML_MAX_DEVICES = 64
+
+
+def nvml_library() -> str:
+    """The NVML library path this process loads: ``$JETPOWER_NVML_LIB`` or the driver's soname."""
+    return os.environ.get(NVML_LIB_ENV) or NVML_LIB_DEFAULT
+
+
+def _uses_nvml(paths: Sequence[str]) -> bool:
+    return any(str(p).startswith("nvml:") for p in paths)
+
+
+def _select_nvml(paths: Sequence[str]) -> None:
+    if _uses_nvml(paths):
+        lib.jp_nvml_set_library(os.fsencode(nvml_library()))
+
+
+def nvml_return_name(rc: int) -> str:
+    """NVML's name of a return code, e.g. ``NVML_ERROR_NOT_SUPPORTED``."""
+    return ffi.string(lib.jp_nvml_return_name(rc)).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class NvmlDevice:
+    """What one GPU answered at discovery: NVML return code and value per query (mW, mJ)."""
+
+    index: int
+    name: str
+    handle_rc: int
+    instant_rc: int
+    usage_rc: int
+    energy_rc: int
+    instant_mw: int | None
+    usage_mw: int | None
+    energy_mj: int | None
+
+
+def nvml_probe(libpath: str | None = None) -> list[NvmlDevice]:
+    """Load NVML, ask every GPU for instant power, power usage and the energy counter.
+
+    Raises :class:`SamplerError` when the library cannot be loaded or initialised.
+    """
+    path = libpath or nvml_library()
+    out = ffi.new("struct jp_nvml_device[]", _NVML_MAX_DEVICES)
+    err = ffi.new("char[]", _ERRLEN)
+    n = lib.jp_nvml_probe(os.fsencode(path), out, _NVML_MAX_DEVICES, err, _ERRLEN)
+    if n < 0:
+        raise SamplerError(ffi.string(err).decode(errors="replace"))
+    devices = []
+    for i in range(min(n, _NVML_MAX_DEVICES)):
+        d = out[i]
+        devices.append(NvmlDevice(
+            index=i,
+            name=ffi.string(d.name).decode(errors="replace") if d.name_rc == 0 else f"GPU {i}",
+            handle_rc=d.handle_rc, instant_rc=d.instant_rc, usage_rc=d.usage_rc,
+            energy_rc=d.energy_rc,
+            instant_mw=d.instant_mw if d.instant_rc == 0 else None,
+            usage_mw=d.usage_mw if d.usage_rc == 0 else None,
+            energy_mj=d.energy_mj if d.energy_rc == 0 else None,
+        ))
+    return devices
+
+
 def _cstrings(items: Sequence[str]) -> tuple[list[object], object]:
     keep = [ffi.new("char[]", os.fsencode(s)) for s in items]
     return keep, ffi.new("const char *[]", keep)
@@ -62,6 +129,7 @@ def run_loop(
         raise SamplerError("paths, names and units must have the same length")
     if capacity < 2:
         raise SamplerError(f"ring capacity {capacity} is too small (at least 2 records)")
+    _select_nvml(paths)
     keep_p, c_paths = _cstrings(paths)
     keep_n, c_names = _cstrings(names)
     keep_u, c_units = _cstrings(units)
@@ -231,7 +299,8 @@ class RingReader:
 
 
 def time_reads(path: str, n: int) -> list[int]:
-    """Per-read cost of ``n`` preads of one file, in ns."""
+    """Per-read cost of ``n`` reads of one channel (a file or an ``nvml:`` channel), in ns."""
+    _select_nvml([path])
     out = ffi.new("int64_t[]", n)
     rc = lib.jp_time_reads(os.fsencode(path), n, out)
     if rc < 0:

@@ -8,24 +8,45 @@ from typing import Any, Literal
 
 from jetpower.errors import SensorError
 
-Derivation = Literal["v_x_i", "power"]
+Derivation = Literal["v_x_i", "power", "counter"]
+Quantity = Literal["voltage", "current", "power", "energy"]
+#: what a value is: ``instant`` the latest conversion or measurement; ``average`` averaged by the
+#: source over a window of its own (NVML power usage: 1 s on Ampere and newer); ``counter`` an
+#: accumulating total that only grows, wrapping at ``Channel.wrap`` where that is set
+ReadingKind = Literal["instant", "average", "counter"]
+
+NVML_PREFIX = "nvml:"
 
 
 @dataclass(frozen=True, slots=True)
 class Channel:
-    """One sysfs file the sampler reads: an integer in ``unit``."""
+    """One value the sampler reads: an integer in ``unit``.
+
+    ``path`` is a file re-read at offset 0 (sysfs), or an NVML reading spelled
+    ``nvml:<gpu index>:<power_instant|power_avg|energy>`` (see ``csrc/jp_sampler.h``).
+    """
 
     name: str  # unique within a sensor set, e.g. "VDD_IN.mV"
     path: Path
-    unit: str  # "mV", "mA", "mW", "uW"
-    quantity: Literal["voltage", "current", "power"]
+    unit: str  # "mV", "mA", "mW", "uW", "mJ", "uJ"
+    quantity: Quantity
+    reading: ReadingKind = "instant"
+    wrap: int | None = None  # a counter's range: it goes back to 0 after wrap - 1 (None: never)
+    about: str = ""  # where the value comes from, in words
+
+    @property
+    def kind(self) -> Literal["file", "nvml"]:
+        return "nvml" if str(self.path).startswith(NVML_PREFIX) else "file"
 
 
 @dataclass(frozen=True, slots=True)
 class Rail:
     """A power rail and how its power is derived.
 
-    ``v_x_i``: power [uW] = voltage [mV] x current [mA]; ``power``: a power file (mW or uW).
+    ``v_x_i``: power [uW] = voltage [mV] x current [mA]; ``power``: a power reading (mW or uW);
+    ``counter``: power from the differences of the ``energy`` counter over monotonic time.
+    An ``energy`` counter may also sit beside a power reading (NVML): then window energy can be
+    taken both ways, by integrating power and from the counter.
     """
 
     label: str
@@ -34,19 +55,28 @@ class Rail:
     voltage: Channel | None = None
     current: Channel | None = None
     power: Channel | None = None
+    energy: Channel | None = None
 
     @property
     def channels(self) -> tuple[Channel, ...]:
-        return tuple(c for c in (self.voltage, self.current, self.power) if c is not None)
+        chans = (self.voltage, self.current, self.power, self.energy)
+        return tuple(c for c in chans if c is not None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "label": self.label,
             "device": self.device,
             "derivation": self.derivation,
             "files": {c.quantity: str(c.path) for c in self.channels},
             "units": {c.quantity: c.unit for c in self.channels},
+            "readings": {c.quantity: c.reading for c in self.channels},
         }
+        if self.energy is not None:
+            out["energy_wrap"] = self.energy.wrap
+        about = {c.quantity: c.about for c in self.channels if c.about}
+        if about:
+            out["about"] = about
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +98,7 @@ class TotalRule:
 class SensorSet:
     """What discovery found: the rails to sample, the total rule, and what is known of the board."""
 
-    source: str  # "ina3221", "ina3221x", "hwmon", "simulated"
+    source: str  # "ina3221", "ina3221x", "nvml", "rapl", "hwmon", "simulated"
     root: Path
     rails: tuple[Rail, ...]
     total: TotalRule
@@ -77,6 +107,7 @@ class SensorSet:
     jetpack: str | None = None
     simulated: bool = False
     devices: tuple[dict[str, Any], ...] = field(default=())  # per chip: update_interval, samples
+    selected_because: str = ""  # why discovery picked this source (and what it passed over)
 
     @property
     def channels(self) -> tuple[Channel, ...]:
@@ -122,4 +153,5 @@ class SensorSet:
             "total": self.total.to_dict(),
             "total_reason": self.total.reason,
             "devices": list(self.devices),
+            "selected_because": self.selected_because,
         }

@@ -1,24 +1,30 @@
 """Find the power rails under a root directory (``/`` on a board; a fake tree in tests).
 
 Sources, tried in this order by ``source="auto"``: INA3221 through hwmon (JetPack 5/6), through
-NVIDIA's ``ina3221x`` IIO driver (JetPack 4), then generic hwmon power or voltage+current files.
-The simulated source is never picked by ``auto``.
+NVIDIA's ``ina3221x`` IIO driver (JetPack 4), NVIDIA GPUs through NVML, Intel RAPL energy counters
+(powercap), then generic hwmon power or voltage+current files.  The simulated source is never
+picked by ``auto``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from jetpower.errors import SensorError
-from jetpower.sensors._types import Channel, Rail, SensorSet
+from jetpower.sensors import _nvml, _rapl
+from jetpower.sensors._types import Channel, Rail, SensorSet, TotalRule
 from jetpower.sensors.boards import board_info, total_rule
 
 #: labels of INA3221 channels that are not power rails
 SKIP_LABELS = frozenset({"NC", "sum of shunt voltages"})
 
-SOURCES = ("auto", "ina3221", "ina3221x", "hwmon", "simulated")
+SOURCES = ("auto", "ina3221", "ina3221x", "nvml", "rapl", "hwmon", "simulated")
+
+#: the environment variable naming the NVML library (the C sampler reads the same setting)
+NVML_LIB_ENV = "JETPOWER_NVML_LIB"
 
 
 def _read(path: Path) -> str | None:
@@ -121,49 +127,94 @@ def _generic_hwmon(root: Path) -> tuple[list[Rail], list[dict[str, object]]]:
     return rails, devices
 
 
-_FINDERS: dict[str, Callable[[Path], tuple[list[Rail], list[dict[str, object]]]]] = {
-    "ina3221": _ina3221_hwmon,
-    "ina3221x": _ina3221x_iio,
-    "hwmon": _generic_hwmon,
-}
+Found = tuple[list[Rail], list[dict[str, object]], str, TotalRule | None]
+
+
+def _sysfs(finder: Callable[[Path], tuple[list[Rail], list[dict[str, object]]]],
+           where: str) -> Callable[[Path], Found]:
+    def find(root: Path) -> Found:
+        rails, devices = finder(root)
+        if not rails:
+            return [], [], f"none under {root / where}", None
+        n = len(devices)
+        return rails, devices, f"{len(rails)} rail(s) on {n} device(s) under {root / where}", None
+    return find
+
 
 _WHERE = {
     "ina3221": "sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*",
     "ina3221x": "sys/bus/i2c/drivers/ina3221x/*/iio:device*",
+    "nvml": _nvml.WHERE,
+    "rapl": _rapl.WHERE,
     "hwmon": "sys/class/hwmon/hwmon* (power*_input, or in*_input with curr*_input)",
 }
 
+_FINDERS: dict[str, Callable[[Path], Found]] = {
+    "ina3221": _sysfs(_ina3221_hwmon, _WHERE["ina3221"]),
+    "ina3221x": _sysfs(_ina3221x_iio, _WHERE["ina3221x"]),
+    "nvml": lambda root: _nvml.find_nvml(),
+    "rapl": _rapl.find_rapl,
+    "hwmon": _sysfs(_generic_hwmon, _WHERE["hwmon"]),
+}
+
+#: the order ``auto`` tries: the Jetson's own monitors first, then the host-wide sources
+AUTO_ORDER = ("ina3221", "ina3221x", "nvml", "rapl", "hwmon")
+
+
+def _nvml_in_auto(root: Path) -> bool:
+    """NVML is not under ``root``: ``auto`` asks it for the real root, or when told a library."""
+    return root == Path("/") or bool(os.environ.get(NVML_LIB_ENV))
+
 
 def discover(root: Path = Path("/"), source: str = "auto") -> SensorSet:
-    """Describe the rails under ``root`` (for ``simulated``, ``root`` is the fake tree)."""
+    """Describe the rails under ``root`` (for ``simulated``, ``root`` is the fake tree).
+
+    ``auto`` tries :data:`AUTO_ORDER` and keeps the first source with rails; NVML, which lives
+    outside ``root``, takes part when ``root`` is ``/`` or ``$JETPOWER_NVML_LIB`` names a library.
+    ``SensorSet.selected_because`` says which source was picked and why.  A RAPL counter that
+    exists but may not be read raises :class:`SensorError` (it is never skipped silently).
+    """
     if source not in SOURCES:
         raise SensorError(f"unknown sensor source {source!r}; expected one of {', '.join(SOURCES)}")
     if not root.is_dir():
         raise SensorError(f"sensor root {str(root)!r} does not exist or is not a directory")
-    order = ["ina3221", "ina3221x", "hwmon"] if source == "auto" else [source]
-    if source == "simulated":
-        order = ["ina3221"]
+    if source == "auto":
+        order = [n for n in AUTO_ORDER if n != "nvml" or _nvml_in_auto(root)]
+    else:
+        order = ["ina3221"] if source == "simulated" else [source]
+    passed: list[str] = []
     for name in order:
-        rails, devices = _FINDERS[name](root)
-        if rails:
+        rails, devices, note, total = _FINDERS[name](root)
+        if not rails:
+            passed.append(f"{name}: {note}")
+            continue
+        labels = tuple(r.label for r in rails)
+        if len(set(labels)) != len(labels):
+            dup = {lb for lb in labels if labels.count(lb) > 1}
+            rails = [_renamed(r, k) if r.label in dup else r for k, r in enumerate(rails)]
             labels = tuple(r.label for r in rails)
-            if len(set(labels)) != len(labels):
-                dup = {lb for lb in labels if labels.count(lb) > 1}
-                rails = [_renamed(r, k) if r.label in dup else r for k, r in enumerate(rails)]
-                labels = tuple(r.label for r in rails)
-            info = board_info(root)
-            return SensorSet(
-                source=source if source == "simulated" else name,
-                root=root,
-                rails=tuple(rails),
-                total=total_rule(labels),
-                board=info["board"] if source != "simulated" else "simulated INA3221 board",
-                l4t=info["l4t"],
-                jetpack=info["jetpack"],
-                simulated=source == "simulated",
-                devices=tuple(devices),
-            )
-    looked = "; ".join(f"{root / _WHERE[n]}" for n in order)
+        if source == "simulated":
+            why = "the simulated source was named explicitly (its numbers are not measurements)"
+        elif source == "auto":
+            before = f"; passed over: {'; '.join(passed)}" if passed else ""
+            why = (f"auto (order: {', '.join(order)}): {name} is the first with rails: "
+                   f"{note}{before}")
+        else:
+            why = f"source {name!r} named explicitly: {note}"
+        info = board_info(root)
+        return SensorSet(
+            source=source if source == "simulated" else name,
+            root=root,
+            rails=tuple(rails),
+            total=total if total is not None else total_rule(labels),
+            board=info["board"] if source != "simulated" else "simulated INA3221 board",
+            l4t=info["l4t"],
+            jetpack=info["jetpack"],
+            simulated=source == "simulated",
+            devices=tuple(devices),
+            selected_because=why,
+        )
+    looked = "; ".join(passed)
     hint = "" if source == "simulated" else (
         " Use --simulate (or source = \"simulated\" in the plan) to try jetpower without sensors."
     )

@@ -1,0 +1,373 @@
+/*
+ * NVML, loaded at run time: no build-time dependency on the NVIDIA driver.  Only the handful of
+ * entry points the sampler needs are declared here, with the layouts of the NVML API.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jp_internal.h"
+
+typedef int nvml_return;
+typedef struct nvml_device_opaque *nvml_device;
+
+enum {
+    NVML_SUCCESS = 0,
+    NVML_ERROR_NOT_SUPPORTED = 3,
+    NVML_ERROR_GPU_IS_LOST = 15,
+    NVML_FI_DEV_POWER_INSTANT = 186,
+    NVML_DEVICE_NAME_V2_BUFFER_SIZE = 96,
+};
+
+enum { /* nvmlValueType_t */
+    VT_DOUBLE = 0, VT_UINT = 1, VT_ULONG = 2, VT_ULONGLONG = 3, VT_SLONGLONG = 4, VT_SINT = 5,
+    VT_USHORT = 6,
+};
+
+typedef union {
+    double dVal;
+    int siVal;
+    unsigned int uiVal;
+    unsigned long ulVal;
+    unsigned long long ullVal;
+    signed long long sllVal;
+    unsigned short usVal;
+} nvml_value;
+
+typedef struct { /* nvmlFieldValue_t */
+    unsigned int fieldId;
+    unsigned int scopeId;
+    long long timestamp;
+    long long latencyUsec;
+    int valueType;
+    nvml_return nvmlReturn;
+    nvml_value value;
+} nvml_field_value;
+
+_Static_assert(sizeof(nvml_field_value) == 40, "nvmlFieldValue_t is 40 bytes");
+
+static struct {
+    void *so;
+    int refs;
+    nvml_return (*init)(void);
+    nvml_return (*shutdown)(void);
+    nvml_return (*count)(unsigned int *);
+    nvml_return (*handle)(unsigned int, nvml_device *);
+    nvml_return (*name)(nvml_device, char *, unsigned int);
+    nvml_return (*fields)(nvml_device, int, nvml_field_value *);
+    nvml_return (*usage)(nvml_device, unsigned int *);
+    nvml_return (*energy)(nvml_device, unsigned long long *);
+    const char *(*error_string)(nvml_return);
+} nv;
+
+static char lib_path[4096] = "libnvidia-ml.so.1";
+
+void jp_nvml_set_library(const char *libpath)
+{
+    snprintf(lib_path, sizeof lib_path, "%s", libpath && *libpath ? libpath : "libnvidia-ml.so.1");
+}
+
+const char *jp_nvml_return_name(int32_t rc)
+{
+    static const char *names[] = {
+        "NVML_SUCCESS", "NVML_ERROR_UNINITIALIZED", "NVML_ERROR_INVALID_ARGUMENT",
+        "NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_NO_PERMISSION", "NVML_ERROR_ALREADY_INITIALIZED",
+        "NVML_ERROR_NOT_FOUND", "NVML_ERROR_INSUFFICIENT_SIZE", "NVML_ERROR_INSUFFICIENT_POWER",
+        "NVML_ERROR_DRIVER_NOT_LOADED", "NVML_ERROR_TIMEOUT", "NVML_ERROR_IRQ_ISSUE",
+        "NVML_ERROR_LIBRARY_NOT_FOUND", "NVML_ERROR_FUNCTION_NOT_FOUND",
+        "NVML_ERROR_CORRUPTED_INFOROM", "NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_RESET_REQUIRED",
+        "NVML_ERROR_OPERATING_SYSTEM", "NVML_ERROR_LIB_RM_VERSION_MISMATCH", "NVML_ERROR_IN_USE",
+        "NVML_ERROR_MEMORY", "NVML_ERROR_NO_DATA", "NVML_ERROR_VGPU_ECC_NOT_ENABLED",
+        "NVML_ERROR_INSUFFICIENT_RESOURCES", "NVML_ERROR_FREQ_NOT_SUPPORTED",
+        "NVML_ERROR_ARGUMENT_VERSION_MISMATCH", "NVML_ERROR_DEPRECATED", "NVML_ERROR_NOT_READY",
+        "NVML_ERROR_GPU_NOT_FOUND", "NVML_ERROR_INVALID_STATE",
+    };
+    if (rc >= 0 && (size_t)rc < sizeof names / sizeof names[0])
+        return names[rc];
+    return rc == 999 ? "NVML_ERROR_UNKNOWN" : "NVML_ERROR_(unlisted)";
+}
+
+static void nv_error(char *errbuf, size_t errlen, const char *what, nvml_return rc)
+{
+    if (!errbuf || !errlen)
+        return;
+    const char *text = nv.error_string ? nv.error_string(rc) : NULL;
+    snprintf(errbuf, errlen, "%s failed: %s (%s, code %d)", what, text ? text : "?",
+             jp_nvml_return_name(rc), rc);
+}
+
+#define NV_SYM(field, sym)                                                                   \
+    do {                                                                                     \
+        *(void **)&nv.field = dlsym(nv.so, sym);                                             \
+        if (!nv.field) {                                                                     \
+            snprintf(errbuf, errlen, "%s has no symbol %s: not a usable NVML library",       \
+                     lib_path, sym);                                                         \
+            goto bad;                                                                        \
+        }                                                                                    \
+    } while (0)
+
+int jp_nvml_load(char *errbuf, size_t errlen)
+{
+    if (nv.refs > 0) {
+        nv.refs++;
+        return 0;
+    }
+    nv.so = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
+    if (!nv.so) {
+        const char *e = dlerror();
+        snprintf(errbuf, errlen, "cannot load the NVML library %s (NVIDIA driver not installed?): %s",
+                 lib_path, e ? e : "dlopen failed");
+        return -ENOENT;
+    }
+    NV_SYM(init, "nvmlInit_v2");
+    NV_SYM(shutdown, "nvmlShutdown");
+    NV_SYM(count, "nvmlDeviceGetCount_v2");
+    NV_SYM(handle, "nvmlDeviceGetHandleByIndex_v2");
+    NV_SYM(name, "nvmlDeviceGetName");
+    NV_SYM(fields, "nvmlDeviceGetFieldValues");
+    NV_SYM(usage, "nvmlDeviceGetPowerUsage");
+    NV_SYM(energy, "nvmlDeviceGetTotalEnergyConsumption");
+    NV_SYM(error_string, "nvmlErrorString");
+    nvml_return rc = nv.init();
+    if (rc != NVML_SUCCESS) {
+        nv_error(errbuf, errlen, "nvmlInit_v2", rc);
+        goto bad;
+    }
+    nv.refs = 1;
+    return 0;
+bad:
+    dlclose(nv.so);
+    memset(&nv, 0, sizeof nv);
+    return -ENODEV;
+}
+
+void jp_nvml_unload(void)
+{
+    if (nv.refs <= 0 || --nv.refs > 0)
+        return;
+    nv.shutdown();
+    dlclose(nv.so);
+    memset(&nv, 0, sizeof nv);
+}
+
+int jp_nvml_parse(const char *path, uint32_t *index, int *what)
+{
+    if (strncmp(path, "nvml:", 5) != 0)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long idx = strtoul(path + 5, &end, 10);
+    if (errno || end == path + 5 || *end != ':' || idx > 0xffff)
+        goto bad;
+    const char *w = end + 1;
+    if (strcmp(w, "power_instant") == 0)
+        *what = JP_NVML_POWER_INSTANT;
+    else if (strcmp(w, "power_avg") == 0)
+        *what = JP_NVML_POWER_AVG;
+    else if (strcmp(w, "energy") == 0)
+        *what = JP_NVML_ENERGY;
+    else
+        goto bad;
+    *index = (uint32_t)idx;
+    return 1;
+bad:
+    errno = EINVAL;
+    return -1;
+}
+
+int jp_nvml_open(const char *path, struct jp_nvml_chan *c, char *errbuf, size_t errlen)
+{
+    uint32_t index;
+    if (jp_nvml_parse(path, &index, &c->what) != 1) {
+        snprintf(errbuf, errlen, "bad NVML channel %s: expected nvml:<index>:"
+                 "power_instant|power_avg|energy", path);
+        return -EINVAL;
+    }
+    nvml_device dev;
+    nvml_return rc = nv.handle(index, &dev);
+    if (rc != NVML_SUCCESS) {
+        char what[64];
+        snprintf(what, sizeof what, "nvmlDeviceGetHandleByIndex_v2(%u)", index);
+        nv_error(errbuf, errlen, what, rc);
+        return -ENODEV;
+    }
+    c->dev = dev;
+    c->slow = c->what == JP_NVML_ENERGY;
+    c->latest = 0;
+    c->latest_rc = -1; /* no reading yet */
+    return 0;
+}
+
+static int field_int(const nvml_field_value *f, int64_t *out)
+{
+    switch (f->valueType) {
+    case VT_DOUBLE: *out = llround(f->value.dVal); return 0;
+    case VT_UINT: *out = f->value.uiVal; return 0;
+    case VT_ULONG: *out = (int64_t)f->value.ulVal; return 0;
+    case VT_ULONGLONG: *out = (int64_t)f->value.ullVal; return 0;
+    case VT_SLONGLONG: *out = f->value.sllVal; return 0;
+    case VT_SINT: *out = f->value.siVal; return 0;
+    case VT_USHORT: *out = f->value.usVal; return 0;
+    default: return -1;
+    }
+}
+
+/* The instant-power field: the call's code, else the field's own code. */
+static nvml_return read_instant(nvml_device dev, int64_t *out)
+{
+    nvml_field_value f;
+    memset(&f, 0, sizeof f);
+    f.fieldId = NVML_FI_DEV_POWER_INSTANT;
+    f.scopeId = 0; /* GPU scope (1 would be the module) */
+    nvml_return rc = nv.fields(dev, 1, &f);
+    if (rc != NVML_SUCCESS)
+        return rc;
+    if (f.nvmlReturn != NVML_SUCCESS)
+        return f.nvmlReturn;
+    return field_int(&f, out) == 0 ? NVML_SUCCESS : NVML_ERROR_NOT_SUPPORTED;
+}
+
+static nvml_return read_what(nvml_device dev, int what, int64_t *out)
+{
+    if (what == JP_NVML_POWER_INSTANT)
+        return read_instant(dev, out);
+    if (what == JP_NVML_POWER_AVG) {
+        unsigned int mw;
+        nvml_return rc = nv.usage(dev, &mw);
+        if (rc == NVML_SUCCESS)
+            *out = mw;
+        return rc;
+    }
+    unsigned long long mj;
+    nvml_return rc = nv.energy(dev, &mj);
+    if (rc == NVML_SUCCESS)
+        *out = (int64_t)mj;
+    return rc;
+}
+
+static struct {
+    pthread_t thread;
+    int running;
+    volatile int stop;
+    struct jp_nvml_chan *chans;
+    uint32_t n;
+    int64_t period_ns;
+} poller;
+
+static void poll_slow(struct jp_nvml_chan *c)
+{
+    int64_t v = 0;
+    nvml_return rc = read_what(c->dev, c->what, &v);
+    if (rc == NVML_SUCCESS)
+        __atomic_store_n(&c->latest, v, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->latest_rc, rc, __ATOMIC_RELEASE);
+}
+
+static void *poller_main(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {.tv_sec = poller.period_ns / 1000000000LL,
+                          .tv_nsec = poller.period_ns % 1000000000LL};
+    while (!poller.stop) {
+        for (uint32_t i = 0; i < poller.n; i++)
+            if (poller.chans[i].slow)
+                poll_slow(&poller.chans[i]);
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+int jp_nvml_start_poller(struct jp_nvml_chan *chans, uint32_t n, int64_t period_ns)
+{
+    int any = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (chans[i].slow) {
+            poll_slow(&chans[i]); /* a first reading before the loop starts */
+            any = 1;
+        }
+    if (!any || poller.running)
+        return 0;
+    poller.chans = chans;
+    poller.n = n;
+    poller.period_ns = period_ns;
+    poller.stop = 0;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    /* Normal priority, whatever the sampling thread was granted: it must never delay a pass. */
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&attr, SCHED_OTHER);
+    struct sched_param sp = {.sched_priority = 0};
+    pthread_attr_setschedparam(&attr, &sp);
+    int rc = pthread_create(&poller.thread, &attr, poller_main, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0)
+        return -rc;
+    poller.running = 1;
+    return 0;
+}
+
+void jp_nvml_stop_poller(void)
+{
+    if (!poller.running)
+        return;
+    poller.stop = 1;
+    pthread_join(poller.thread, NULL);
+    poller.running = 0;
+}
+
+int jp_nvml_read(const struct jp_nvml_chan *c, int64_t *value)
+{
+    if (c->slow) {
+        nvml_return latest = __atomic_load_n(&c->latest_rc, __ATOMIC_ACQUIRE);
+        if (latest == NVML_SUCCESS) {
+            *value = __atomic_load_n(&c->latest, __ATOMIC_RELAXED);
+            return 0;
+        }
+        errno = latest == NVML_ERROR_GPU_IS_LOST ? ENODEV : EIO;
+        return -1;
+    }
+    nvml_return rc = read_what(c->dev, c->what, value);
+    if (rc == NVML_SUCCESS)
+        return 0;
+    errno = rc == NVML_ERROR_GPU_IS_LOST ? ENODEV : rc == NVML_ERROR_NOT_SUPPORTED ? EOPNOTSUPP : EIO;
+    return -1;
+}
+
+int jp_nvml_probe(const char *libpath, struct jp_nvml_device *out, uint32_t max,
+                  char *errbuf, size_t errlen)
+{
+    jp_nvml_set_library(libpath);
+    if (jp_nvml_load(errbuf, errlen) != 0)
+        return -1;
+    unsigned int count = 0;
+    nvml_return rc = nv.count(&count);
+    if (rc != NVML_SUCCESS) {
+        nv_error(errbuf, errlen, "nvmlDeviceGetCount_v2", rc);
+        jp_nvml_unload();
+        return -1;
+    }
+    for (uint32_t i = 0; i < count && i < max; i++) {
+        struct jp_nvml_device *d = &out[i];
+        memset(d, 0, sizeof *d);
+        nvml_device dev;
+        d->handle_rc = nv.handle(i, &dev);
+        if (d->handle_rc != NVML_SUCCESS) {
+            d->name_rc = d->instant_rc = d->usage_rc = d->energy_rc = d->handle_rc;
+            continue;
+        }
+        d->name_rc = nv.name(dev, d->name, sizeof d->name);
+        d->name[sizeof d->name - 1] = '\0';
+        d->instant_rc = read_what(dev, JP_NVML_POWER_INSTANT, &d->instant_mw);
+        d->usage_rc = read_what(dev, JP_NVML_POWER_AVG, &d->usage_mw);
+        d->energy_rc = read_what(dev, JP_NVML_ENERGY, &d->energy_mj);
+    }
+    jp_nvml_unload();
+    return (int)count;
+}

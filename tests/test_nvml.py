@@ -1,0 +1,215 @@
+"""NVML power source: discovery and the real compiled sampler against a fake libnvidia-ml.so.1.
+
+The fake (tests/fake_nvml/fake_nvml.c) is compiled here with gcc and loaded through
+``JETPOWER_NVML_LIB``; its answers are scripted by ``FAKE_NVML_MODE`` and ``FAKE_NVML_COUNT``
+(see the file).  Per GPU i and call k: instant power 100000 + 10000 i + 3 k mW, power usage
+90000 + 10000 i + 5 k mW, energy 1000000 + 7 k mJ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from jetpower import probe
+from jetpower.errors import SamplerError, SensorError
+from jetpower.sampler import _native
+from jetpower.sampler.process import start_sampler
+from jetpower.sampler.stream import Decoder
+from jetpower.sensors import SensorSet, discover
+
+FAKE_SRC = Path(__file__).parent / "fake_nvml" / "fake_nvml.c"
+
+
+@pytest.fixture(scope="session")
+def fake_nvml_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake NVML library, compiled once per session."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip("no C compiler to build the fake NVML library")
+    out = tmp_path_factory.mktemp("nvml") / "libnvidia-ml.so.1"
+    subprocess.run([gcc, "-shared", "-fPIC", "-O1", "-Wall", "-o", str(out), str(FAKE_SRC)],
+                   check=True)
+    return out
+
+
+@pytest.fixture
+def nvml(monkeypatch: pytest.MonkeyPatch, fake_nvml_lib: Path):
+    """Point jetpower (and the sampler child it spawns) at the fake; returns a mode setter."""
+    monkeypatch.setenv("JETPOWER_NVML_LIB", str(fake_nvml_lib))
+    monkeypatch.setenv("FAKE_NVML_MODE", "ok")
+    monkeypatch.setenv("FAKE_NVML_COUNT", "1")
+
+    def configure(mode: str = "ok", count: int = 1) -> None:
+        monkeypatch.setenv("FAKE_NVML_MODE", mode)
+        monkeypatch.setenv("FAKE_NVML_COUNT", str(count))
+
+    return configure
+
+
+def _run_sampler(sensor: SensorSet, ring: Path, n: int = 50) -> list[tuple[int, ...]]:
+    async def scenario() -> list[tuple[int, ...]]:
+        rows: list[tuple[int, ...]] = []
+        async with start_sampler(sensor, ring, rate_hz=1000, fifo=False) as h:
+            end = time.monotonic() + 10
+            while len(rows) < n and time.monotonic() < end:
+                recs, lost = h.reader.drain()
+                assert lost == 0
+                rows.extend(recs)
+                await asyncio.sleep(0.01)
+        return rows
+
+    return asyncio.run(scenario())
+
+
+def test_discovery_describes_each_gpu(nvml, tmp_path: Path) -> None:
+    """source="nvml": one rail per GPU, instant power in mW, the energy counter in mJ, summed."""
+    nvml(count=2)
+    sensor = discover(tmp_path, "nvml")
+    assert sensor.source == "nvml" and sensor.labels == ("GPU0", "GPU1")
+    gpu0 = sensor.rail("GPU0")
+    assert gpu0.derivation == "power"
+    assert gpu0.power is not None and gpu0.energy is not None
+    assert str(gpu0.power.path) == "nvml:0:power_instant" and gpu0.power.unit == "mW"
+    assert gpu0.power.reading == "instant" and gpu0.power.kind == "nvml"
+    assert str(gpu0.energy.path) == "nvml:0:energy" and gpu0.energy.unit == "mJ"
+    assert gpu0.energy.reading == "counter"
+    assert "Fake GPU 0" in gpu0.device
+    assert sensor.total.rails == ("GPU0", "GPU1")
+    assert "named explicitly" in sensor.selected_because
+    assert sensor.to_dict()["rails"][0]["readings"] == {"power": "instant", "energy": "counter"}
+
+
+def test_sampler_reads_instant_power_and_energy(nvml, tmp_path: Path,
+                                                no_leaked_children) -> None:
+    """The real sampler reads instant power once per pass; the slow energy counter comes from a
+    poller thread (one read costs ~4 ms on an H100), each pass carrying its latest reading."""
+    nvml(count=2)
+    sensor = discover(tmp_path, "nvml")
+    names = [c.name for c in sensor.channels]
+    assert names == ["GPU0.mW", "GPU0.mJ", "GPU1.mW", "GPU1.mJ"]
+    rows = _run_sampler(sensor, tmp_path / "ring", n=200)
+    assert len(rows) >= 200 and rows[0][0] == 0
+    assert all(r[3] == 0b1111 for r in rows), "every NVML read is valid"
+    for k, r in enumerate(rows):
+        assert (r[4], r[6]) == (100000 + 3 * k, 110000 + 3 * k), "power: one call per pass"
+    for col in (5, 7):
+        energy = [r[col] for r in rows]
+        assert all((e - 1000000) % 7 == 0 for e in energy), "only values the counter returned"
+        assert energy == sorted(energy), "the counter never goes back"
+        # 200 passes at 1 kHz span ~200 ms: the 20 ms poller has read the counter several times
+        assert len(set(energy)) >= 4
+
+
+def test_field_unsupported_falls_back_to_power_usage(nvml, tmp_path: Path,
+                                                     no_leaked_children) -> None:
+    """When the instant-power field is NOT_SUPPORTED, nvmlDeviceGetPowerUsage is read instead."""
+    nvml("nofield")
+    sensor = discover(tmp_path, "nvml")
+    power = sensor.rail("GPU0").power
+    assert power is not None
+    assert str(power.path) == "nvml:0:power_avg" and power.reading == "average"
+    assert "NVML_ERROR_NOT_SUPPORTED" in power.about
+    rows = _run_sampler(sensor, tmp_path / "ring", n=20)
+    assert [r[4] for r in rows] == [90000 + 5 * k for k in range(len(rows))]
+
+
+def test_jetson_like_nvml_is_not_a_power_source(nvml, tmp_path: Path) -> None:
+    """NVML that initialises but answers NOT_SUPPORTED to power (Jetson) is refused, saying why."""
+    nvml("jetson")
+    with pytest.raises(SensorError, match=r"NOT_SUPPORTED.*|Jetson") as e:
+        discover(tmp_path, "nvml")
+    assert "as on Jetson" in str(e.value) and "not a power source" in str(e.value)
+    with pytest.raises(SensorError, match="no power sensor found") as e:
+        discover(tmp_path)
+    assert "nvml: NVML" in str(e.value)
+
+
+def test_energy_counter_optional(nvml, tmp_path: Path) -> None:
+    """A GPU without the energy counter is still a power rail, without an energy channel."""
+    nvml("noenergy")
+    rail = discover(tmp_path, "nvml").rail("GPU0")
+    assert rail.power is not None and rail.energy is None
+
+
+def test_missing_library_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    """No NVML library: source="nvml" says it cannot load it, naming the library."""
+    monkeypatch.setenv("JETPOWER_NVML_LIB", str(tmp_path / "libnvidia-ml.so.1"))
+    with pytest.raises(SensorError, match=r"cannot load the NVML library .*libnvidia-ml\.so\.1"):
+        discover(tmp_path, "nvml")
+
+
+def test_init_failure_names_the_nvml_error(nvml, tmp_path: Path) -> None:
+    """nvmlInit_v2 failing is reported with NVML's own text and code name."""
+    nvml("initfail")
+    with pytest.raises(SensorError, match="nvmlInit_v2 failed: Driver Not Loaded "
+                                          r"\(NVML_ERROR_DRIVER_NOT_LOADED, code 9\)"):
+        discover(tmp_path, "nvml")
+
+
+def test_sampler_without_library_fails_clearly(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    """The C loop refuses to start on an NVML channel when the library cannot be loaded."""
+    monkeypatch.setenv("JETPOWER_NVML_LIB", str(tmp_path / "absent.so"))
+    with pytest.raises(SamplerError, match="cannot load the NVML library"):
+        _native.run_loop(tmp_path / "ring", ["nvml:0:energy"], ["GPU0.mJ"], ["mJ"],
+                         capacity=16, rate_hz=0, max_samples=4, install_signals=False)
+
+
+def test_malformed_nvml_channel_is_rejected(nvml, tmp_path: Path) -> None:
+    """A channel spelled nvml:<index>:<what> with an unknown <what> is an error, not a file."""
+    with pytest.raises(SamplerError, match="bad NVML channel nvml:0:volts"):
+        _native.run_loop(tmp_path / "ring", ["nvml:0:volts"], ["x"], ["mW"],
+                         capacity=16, rate_hz=0, max_samples=4, install_signals=False)
+
+
+def test_decoder_power_and_counter_energy(nvml, tmp_path: Path, no_leaked_children) -> None:
+    """NVML power decodes to uW; the counter's window energy is last minus first, in uJ."""
+    sensor = discover(tmp_path, "nvml")
+    rows = _run_sampler(sensor, tmp_path / "ring", n=30)
+    dec = Decoder(sensor)
+    assert dec.columns == ["t_ns", "GPU0_uW", "GPU0_uJ", "total_uW"]
+    assert dec.counter_rails == ("GPU0",)
+    readings = list(dec.decode(rows))
+    assert [r.rails[0][2] for r in readings] == [(100000 + 3 * k) * 1000.0
+                                                 for k in range(len(rows))]
+    ce = dec.counter_energy("GPU0")
+    for r in readings[5:25]:
+        ce.add(r.t_ns, r.energy_uj[0])
+    # the counter comes from the poller: the window's energy is its last minus its first reading
+    assert ce.energy_uj == (rows[24][5] - rows[5][5]) * 1000 and ce.count == 20
+    assert dec.csv_row(readings[0]).split(",")[2] == str(rows[0][5] * 1000)
+
+
+def test_probe_measures_nvml_channels(nvml, tmp_path: Path) -> None:
+    """probe times NVML reads and sees the instant power and the counter change per pass."""
+    sensor = discover(tmp_path, "nvml")
+    costs = probe.read_cost(sensor, reads=50)
+    assert costs["GPU0"]["read_us_median"] > 0
+    changes = probe.change_periods(sensor, seconds=0.1)["GPU0"]
+    assert changes["passes"] > 10
+    per = changes["channels"]
+    assert per["GPU0.mW"]["reading"] == "instant" and per["GPU0.mJ"]["reading"] == "counter"
+    power, energy = per["GPU0.mW"], per["GPU0.mJ"]
+    assert power["changes"] == changes["passes"] - 1, "instant power is read on every pass"
+    assert 1 <= energy["changes"] < changes["passes"] - 1, "the counter at the poller's pace"
+    for ch in (power, energy):
+        assert ch["invalid_reads"] == 0 and ch["change_period_ms"] is not None
+
+
+def test_auto_order_jetson_first_then_nvml(nvml, three_rail_tree: Path, tmp_path: Path) -> None:
+    """auto keeps the INA3221 on a Jetson tree and picks NVML on an empty root, saying why."""
+    on_jetson = discover(three_rail_tree)
+    assert on_jetson.source == "ina3221" and on_jetson.selected_because.startswith("auto")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    gpu = discover(empty)
+    assert gpu.source == "nvml"
+    assert "ina3221: none under" in gpu.selected_because
+    assert [str(c.path) for c in gpu.channels] == ["nvml:0:power_instant", "nvml:0:energy"]
