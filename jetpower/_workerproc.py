@@ -100,6 +100,7 @@ async def run_worker(config_path: Path, *, timeout: float, ready_timeout: float,
             "--progress-fd", str(wfd)]
     reader = asyncio.StreamReader(limit=1 << 20)
     transport = None
+    consumer: asyncio.Future[None] | None = None
     try:
         async with child(argv, name="worker", pass_fds=(wfd,), grace=grace) as proc:
             os.close(wfd)
@@ -136,6 +137,8 @@ async def run_worker(config_path: Path, *, timeout: float, ready_timeout: float,
             await asyncio.wait_for(consumer, 5.0)  # the lines it wrote before it exited
         consumer.cancel()
     finally:
+        if consumer is not None:  # cancelled mid-run: do not leave the reader task pending
+            consumer.cancel()
         if transport is not None:
             transport.close()
         for fd in (rfd, wfd):

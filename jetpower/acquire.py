@@ -133,6 +133,10 @@ class Recorder:
         self.lost = 0
         self.last: Reading | None = None
         self._fh: Any = None
+        # one drain at a time: the pump and a phase's final drain must not interleave their
+        # writes (each aiofiles write runs in an executor thread: order is not kept otherwise)
+        self._lock = asyncio.Lock()
+        self._closed = False
 
     async def __aenter__(self) -> Recorder:
         if self.samples_csv is not None:
@@ -145,12 +149,20 @@ class Recorder:
 
     async def _close(self) -> None:
         await self.drain()
-        if self._fh is not None:
-            await self._fh.close()
-            self._fh = None
+        async with self._lock:
+            self._closed = True
+            if self._fh is not None:
+                await self._fh.close()
+                self._fh = None
 
     async def drain(self) -> int:
         """Copy out everything published so far; feed the sinks; append to the CSV."""
+        async with self._lock:
+            if self._closed:  # the sampler's reader may be closed already
+                return 0
+            return await self._drain()
+
+    async def _drain(self) -> int:
         total = 0
         while True:
             records, lost = self.handle.reader.drain()

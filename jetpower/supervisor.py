@@ -24,7 +24,13 @@ from jetpower._compat import TaskGroup
 from jetpower._fs import atomic_write_json, prepare_new_dir
 from jetpower._workerproc import failure_file_reason, run_worker
 from jetpower.acquire import PowerLogSink, Recorder, WindowSink, sensor_source
-from jetpower.errors import JetpowerError, SamplerError, UploadError, UsageError
+from jetpower.errors import (
+    JetpowerError,
+    SamplerError,
+    SensorError,
+    UploadError,
+    UsageError,
+)
 from jetpower.log import get_logger, log_to_file
 from jetpower.manifest import Manifest
 from jetpower.plan import ModelPlan, Plan
@@ -40,6 +46,8 @@ SAMPLES_CSV = "jetpower_samples.csv"
 LOG_NAME = "run.log.jsonl"
 IDLE_JSON = "idling_power.json"
 MAX_SAMPLER_RESTARTS = 3
+#: a resumed run keeps its first anchor while the clocks still agree with it to this much
+ANCHOR_KEEP_NS = 1_000_000_000
 WORKER_READY_TIMEOUT_S = 900.0
 
 # exit statuses of `jetpower run` (interruptions re-raise the signal instead)
@@ -90,6 +98,7 @@ class Campaign:
         self.channel_alerts: set[str] = set()
         self.restarts = 0
         self.samples_files: list[str] = []
+        self.earlier_samples_files: list[str] = []  # of the sessions before a resume
 
     # -- entry ------------------------------------------------------------------------------
 
@@ -119,6 +128,7 @@ class Campaign:
             raise UsageError(f"{str(self.result_dir)!r} holds a complete run: nothing to resume")
         m.data["status"] = "running"
         m.data.setdefault("resumed", []).append({"plan": self.plan.to_dict()})
+        self.earlier_samples_files = list(m.data.get("sampler", {}).get("samples_files", []))
         return m
 
     async def _run(self, manifest: Manifest) -> int:
@@ -157,6 +167,11 @@ class Campaign:
             manifest.data["reason"] = str(e)
             log.error("run_failed", reason=str(e))
             exit_code = e.exit_code
+        except Exception as e:  # a bug: say so in the manifest, never leave it "complete"
+            manifest.data["status"] = "failed"
+            manifest.data["reason"] = f"internal error: {type(e).__name__}: {e}"
+            log.exception("run_failed", reason=manifest.data["reason"])
+            raise
         finally:
             await asyncio.shield(self._finish(manifest))
         if exit_code == EXIT_OK and plan.upload.enabled and manifest.data["status"] == "complete":
@@ -207,6 +222,9 @@ class Campaign:
                 if (self.result_dir / csv_name).exists():  # a resumed run: never overwrite
                     csv_name = self._free_name("jetpower_samples.resume", ".csv")
                 self.samples_files.append(csv_name)
+                assert self.manifest is not None
+                self.manifest.data["sampler"]["samples_files"] = \
+                    self.earlier_samples_files + self.samples_files
                 async with Recorder(h, decoder, self.result_dir / csv_name) as rec:
                     rec.sinks = self.sinks
                     self.recorder = rec
@@ -224,12 +242,15 @@ class Campaign:
                             t.cancel()
                         await asyncio.gather(pump, stop, died, return_exceptions=True)
                     self._record_sampler(h)
+                    # the reader is closed when this block ends: nothing may use it after
+                    self.recorder = None
+                    self.handle = None
+                    rate = h.reader.current_rate()  # a model's rate, if one was requested
                 if self.stopping.is_set():
                     return
                 code = h.proc.returncode
                 last = rec.last.t_ns if rec.last else None
             self._sampler_died(code, last)
-            rate = self.handle.reader.current_rate() if self.handle else rate
 
     def _sampler_started(self, h: SamplerHandle, anchor: Anchor) -> None:
         info = h.reader.info
@@ -240,7 +261,18 @@ class Campaign:
             m.data.setdefault("anchor", anchor.to_dict())
             if self.resume:  # a resumed run keeps its first anchor; record this one beside it
                 m.data.setdefault("anchors", []).append(anchor.to_dict())
-            self.anchor = Anchor.from_dict(m.data["anchor"])
+                first = Anchor.from_dict(m.data["anchor"])
+                # ... unless the first one no longer maps this boot's monotonic clock (a reboot
+                # or a clock step since): then wall-clock text must come from the new pair
+                offset = (anchor.realtime_ns - anchor.monotonic_ns) - \
+                    (first.realtime_ns - first.monotonic_ns)
+                if abs(offset) <= ANCHOR_KEEP_NS:
+                    self.anchor = first
+                else:
+                    log.warning("anchor_changed", offset_ns=offset,
+                                note="the clocks moved since the first session (reboot?); "
+                                     "this session's wall-clock text uses a new anchor")
+                    m.note("anchor_changed", offset_ns=offset, anchor=anchor.to_dict())
         sensor = self.decoder.sensor
         log.info("sampler_started", pid=h.proc.pid, cpu=info.cpu, sched=info.sched_policy,
                  priority=info.sched_priority, rate_hz=info.rate_hz, rails=list(sensor.labels),
@@ -250,8 +282,7 @@ class Campaign:
                         note="SCHED_FIFO needs CAP_SYS_NICE; sampling at normal priority")
         m.data["sampler"] = {"rate_hz": self.plan.sampler.rate_hz, "cpu": info.cpu,
                              "sched": info.sched_policy, "sched_priority": info.sched_priority,
-                             "capacity": info.capacity, "restarts": self.restarts,
-                             "samples_files": self.samples_files}
+                             "capacity": info.capacity, "restarts": self.restarts}
 
     def _record_sampler(self, h: SamplerHandle) -> None:
         c = h.reader.counters()
@@ -367,8 +398,9 @@ class Campaign:
         # the sampler publishes a sample straddling the end a period later at most
         rate = self.handle.reader.current_rate() if self.handle else 0
         await asyncio.sleep(2 / rate if rate > 0 else 0.002)
-        if self.recorder is not None:
-            await self.recorder.drain()
+        rec = self.recorder  # None while a dead sampler is being replaced
+        if rec is not None:
+            await rec.drain()
 
     def _phase_done(self, name: str, sink: WindowSink, model: str | None = None,
                     **extra: Any) -> None:
@@ -389,7 +421,8 @@ class Campaign:
             self.idle_temps = thermal.read_zones(self.root, self.plan.cooldown.zones)
             integ = sink.integrator
             if integ.mean_uw is None:
-                raise SamplerError("no valid sample of the total rail during the idle phase")
+                raise SensorError("no valid sample of the total rail during the idle phase "
+                                  f"({integ.invalid} invalid): the sensor cannot be read")
             path = self.result_dir / IDLE_JSON
             if path.exists():  # re-measured on resume: keep the earlier baseline beside it
                 path.rename(self._aside(path))
