@@ -133,6 +133,8 @@ class Recorder:
         self.lost = 0
         self.last: Reading | None = None
         self._fh: Any = None
+        #: bytes written to the samples CSV so far (it is ASCII): where the next row will start
+        self.csv_bytes = 0
         # one drain at a time: the pump and a phase's final drain must not interleave their
         # writes (each aiofiles write runs in an executor thread: order is not kept otherwise)
         self._lock = asyncio.Lock()
@@ -141,7 +143,9 @@ class Recorder:
     async def __aenter__(self) -> Recorder:
         if self.samples_csv is not None:
             self._fh = await aiofiles.open(self.samples_csv, "w", encoding="utf-8")
-            await self._fh.write(self.decoder.csv_header())
+            header = self.decoder.csv_header()
+            await self._fh.write(header)
+            self.csv_bytes = len(header)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -181,7 +185,15 @@ class Recorder:
                 if flush is not None:
                     await flush()
             if self._fh is not None:
-                await self._fh.write("".join(map(self.decoder.csv_row, readings)))
+                text = "".join(map(self.decoder.csv_row, readings))
+                await self._fh.write(text)
+                self.csv_bytes += len(text)
+
+    async def flush(self) -> None:
+        """Push what was written to the samples CSV to the file, so that it can be read back."""
+        async with self._lock:
+            if self._fh is not None:
+                await self._fh.flush()
 
     async def run(self) -> None:
         """Drain forever (until cancelled)."""

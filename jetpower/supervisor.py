@@ -38,6 +38,8 @@ from jetpower.sampler.process import SamplerHandle, default_cpu, start_sampler
 from jetpower.sampler.stream import Decoder, Reading
 from jetpower.sensors import SensorSet
 from jetpower.timebase import STAMP_FMT, Anchor, monotonic_ns, wall_text
+from jetpower.windows import METHOD as WINDOW_METHOD
+from jetpower.windows import read_segment, window_energies
 from jetpower.worker.config import WorkerConfig
 
 log = get_logger()
@@ -508,6 +510,7 @@ class Campaign:
             rate = self.plan.sampler.rate_hz
             if mp.rate_hz != rate and self.handle is not None:
                 self.handle.reader.request_rate(mp.rate_hz)
+            segment = (self.recorder, self.recorder.csv_bytes) if self.recorder else None
             start = monotonic_ns()
             plog = PowerLogSink(mdir / f"{label}_power_log.log", self.anchor, start)
             window = WindowSink(start)
@@ -530,6 +533,15 @@ class Campaign:
             integ = window.integrator
             entry.update(end_ns=end, samples=integ.count, power_log_lines=plog.lines,
                          exit_code=outcome.exit_code, phases=outcome.phases)
+            energy = await self._phase_energies(segment, {"benchmark": (start, end),
+                                                          **_windows(outcome.phases)})
+            if energy:
+                entry["energy"] = energy
+                timing = energy.get("timing", {})
+                if "counter_energy_uj" in timing:
+                    log.info("timing_energy", trapezoid_uj=timing["energy_uj"],
+                             counter_uj=timing["counter_energy_uj"],
+                             trapezoid_vs_counter=timing.get("trapezoid_vs_counter"))
             self._phase_done("benchmark", window, label, status="done" if outcome.ok else "failed")
             if outcome.ok:
                 entry.update(status="done", reason=None)
@@ -543,6 +555,26 @@ class Campaign:
             m.write()
             log.error("model_failed", reason=reason, exit_code=outcome.exit_code)
             return False
+
+    async def _phase_energies(self, segment: tuple[Recorder, int] | None,
+                              windows: dict[str, tuple[int, int]]) -> dict[str, Any]:
+        """Per window of the model: samples, mean power, trapezoid and counter energy."""
+        rec = self.recorder
+        if segment is None or rec is None or segment[0] is not rec or rec.samples_csv is None:
+            return {}  # the sampler was restarted during the model: its samples span two files
+        sensor = self.decoder.sensor
+        rails = [r for r in sensor.rails if r.label in sensor.total.rails]
+        with_counter = [r for r in rails if r.energy is not None]
+        counters = [r.label for r in with_counter] if len(with_counter) == len(rails) else []
+        wraps = {r.label: r.energy.wrap for r in with_counter if r.energy is not None}
+        await rec.flush()
+        try:
+            series = await asyncio.to_thread(read_segment, rec.samples_csv, segment[1], counters)
+        except (OSError, ValueError) as e:
+            log.warning("phase_energy_unavailable", reason=str(e))
+            return {}
+        figures = window_energies(series, windows, wraps)
+        return {"method": WINDOW_METHOD, **figures}
 
     async def _end_model(self, plog: PowerLogSink, window: WindowSink, rate: float,
                          model_rate: float) -> None:
@@ -587,6 +619,12 @@ class Campaign:
             return EXIT_UPLOAD
         log.info("upload_finished", repo=u.repo, branch=u.branch)
         return EXIT_OK
+
+
+def _windows(phases: dict[str, dict[str, int]]) -> dict[str, tuple[int, int]]:
+    """The worker's phases that have both ends, as (start_ns, end_ns)."""
+    return {name: (int(p["start_ns"]), int(p["end_ns"])) for name, p in phases.items()
+            if p.get("start_ns") and p.get("end_ns")}
 
 
 def _unwrap(error: Exception) -> Exception:

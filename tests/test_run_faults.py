@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from tests.campaign import (
     assert_no_orphans,
     log_events,
     manifest,
+    processes_mentioning,
     samples,
     wait_child,
     write_plan,
@@ -160,6 +162,32 @@ def test_signal_mid_benchmark(tmp_path: Path, sig: signal.Signals) -> None:
     assert live.events[-1]["event"] == "run_interrupted"
     assert log_events(d)[-1]["event"] == "run_interrupted"
     assert "Traceback" not in live.stderr
+
+
+def test_supervisor_sigkilled_leaves_no_orphans(tmp_path: Path) -> None:
+    """A SIGKILLed supervisor cannot clean up: its sampler, worker and simulator end themselves
+    (the kernel signals them when their parent dies) and the data so far stays readable."""
+    d = tmp_path / "result"
+    # a worker that hangs: it cannot finish by itself before the check
+    plan = write_plan(tmp_path, ['{name = "hang_models:hangs", timeout_seconds = 60}'],
+                      idle=0.5, cooldown=0.2)
+    live = Live(plan, d)
+    try:
+        live.wait_event("model_started")
+        wait_child(live.proc.pid, "jetpower.worker")
+        live.proc.kill()
+        live.proc.wait(timeout=5)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and processes_mentioning(
+            str(d), *[e["root"] for e in live.named("simulated_sensor")]
+        ):
+            time.sleep(0.1)
+    finally:
+        live.kill()
+    assert_no_orphans(live)
+    m = _readable(d)
+    assert m["status"] == "running", "the manifest says how far the run got"
+    assert m["models"]["hangs"]["status"] == "running"
 
 
 @pytest.mark.parametrize("when", ["idle", "model"])

@@ -11,6 +11,7 @@ import argparse
 import sys
 import traceback
 
+from jetpower._proc import die_with_parent
 from jetpower.errors import JetpowerError
 from jetpower.worker import output
 from jetpower.worker.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, WorkerConfig
@@ -25,6 +26,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    die_with_parent()  # a supervisor that is SIGKILLed leaves no worker behind
     args = _parse(argv)
     progress = Progress(args.progress_fd)
     cfg: WorkerConfig | None = None
