@@ -89,13 +89,8 @@ int64_t jp_bench_sleep_loop(int64_t period_ns, uint64_t n, int64_t *out_ns)
 {
     int64_t missed = 0, deadline = jp_now_ns(CLOCK_MONOTONIC);
     for (uint64_t k = 0; k < n; k++) {
-        deadline += period_ns;
-        int64_t now = jp_now_ns(CLOCK_MONOTONIC);
-        if (now >= deadline) {
-            int64_t m = (now - deadline) / period_ns + 1;
-            missed += m;
-            deadline += m * period_ns;
-        }
+        /* the sampler's pacing exactly, with nothing to do between wake-ups */
+        missed += jp_next_deadline(&deadline, period_ns, jp_now_ns(CLOCK_MONOTONIC));
         struct timespec ts = {.tv_sec = deadline / 1000000000LL, .tv_nsec = deadline % 1000000000LL};
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
             ;

@@ -24,6 +24,21 @@ int jp_read_int(int fd, int64_t *value);
 
 size_t jp_record_size(uint32_t nchan);
 
+/* Advance an absolute-deadline grid after a pass that ended at `now`.  A slot whose start has
+ * passed but whose end has not is still sampled, at once (sleeping to a past deadline returns
+ * immediately); only slots that passed entirely are skipped.  Returns how many were skipped:
+ * missed deadlines, counted, never silently absorbed.  The grid itself never moves, so the
+ * rate does not drift. */
+static inline int64_t jp_next_deadline(int64_t *deadline, int64_t period, int64_t now)
+{
+    *deadline += period;
+    if (now < *deadline + period)
+        return 0;
+    int64_t missed = (now - *deadline) / period;
+    *deadline += missed * period;
+    return missed;
+}
+
 /* NVML channels (nvml.c). */
 enum { JP_NVML_POWER_INSTANT = 1, JP_NVML_POWER_AVG = 2, JP_NVML_ENERGY = 3 };
 

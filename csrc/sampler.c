@@ -284,14 +284,9 @@ int jp_sampler_run(const char *ring_path, const char **paths, const char **names
         }
         if (period == 0)
             continue;
-        deadline += period;
-        if (now >= deadline) {
-            /* Deadlines that passed while this pass ran are counted, then skipped: the rate
-             * stays on the original grid instead of bursting to catch up. */
-            int64_t missed = (now - deadline) / period + 1;
+        int64_t missed = jp_next_deadline(&deadline, period, now);
+        if (missed)
             __atomic_fetch_add(&h->missed_deadlines, (uint64_t)missed, __ATOMIC_RELAXED);
-            deadline += missed * period;
-        }
         struct timespec ts = {.tv_sec = deadline / 1000000000LL, .tv_nsec = deadline % 1000000000LL};
         while (!stop_signal && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
             ;
