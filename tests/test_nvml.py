@@ -213,3 +213,20 @@ def test_auto_order_jetson_first_then_nvml(nvml, three_rail_tree: Path, tmp_path
     assert gpu.source == "nvml"
     assert "ina3221: none under" in gpu.selected_because
     assert [str(c.path) for c in gpu.channels] == ["nvml:0:power_instant", "nvml:0:energy"]
+
+
+def test_power_log_equivalent_without_voltage(nvml, tmp_path: Path) -> None:
+    """A source without voltage writes the power log as 1000 mV x (power in mW): uW product."""
+    from jetpower.sampler.stream import NOMINAL_MV, power_log_line
+    from jetpower.timebase import Anchor
+
+    sensor = discover(tmp_path, "nvml")
+    rows = _run_sampler(sensor, tmp_path / "ring", n=5)
+    dec = Decoder(sensor)
+    assert "nominal 1000" in dec.log_columns_note
+    r = next(iter(dec.decode(rows[:1])))
+    line = power_log_line(r, Anchor.now())
+    assert line is not None
+    _, mv, ma = line.strip().split(",")
+    assert int(mv) == NOMINAL_MV
+    assert int(mv) * float(ma) == pytest.approx(r.total_uw)

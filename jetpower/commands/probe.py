@@ -13,13 +13,15 @@ from typing import Any
 from jetpower.acquire import sensor_source
 from jetpower.errors import UsageError
 from jetpower.log import configure_logging
+from jetpower.sensors import SOURCES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--root", type=Path, default=Path("/"), help="filesystem root holding sys/")
     src.add_argument("--simulate", action="store_true", help="probe the simulated sensor")
-    p.add_argument("--source", default="auto", choices=["auto", "ina3221", "ina3221x", "hwmon"])
+    p.add_argument("--source", default="auto", choices=[s for s in SOURCES if s != "simulated"],
+                   help="which kind of sensor (default: the first found, in the order listed)")
     p.add_argument("--seconds", type=float, default=1.0,
                    help="how long to free-run the sampler to find change periods (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

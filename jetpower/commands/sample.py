@@ -19,6 +19,7 @@ from jetpower.errors import UsageError
 from jetpower.log import configure_logging, get_logger
 from jetpower.sampler.process import DEFAULT_CAPACITY, start_sampler
 from jetpower.sampler.stream import Decoder
+from jetpower.sensors import SOURCES
 from jetpower.timebase import Anchor, monotonic_ns
 
 MAX_RATE_HZ = 100_000
@@ -32,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="use the simulated sensor (numbers are not measurements)",
     )
-    p.add_argument("--source", default="auto", choices=["auto", "ina3221", "ina3221x", "hwmon"])
+    p.add_argument("--source", default="auto", choices=[s for s in SOURCES if s != "simulated"],
+                   help="which kind of sensor (default: the first found, in the order listed)")
     p.add_argument(
         "--rate",
         type=float,

@@ -20,6 +20,8 @@ from jetpower.sensors import SensorSet
 from jetpower.timebase import Anchor, wall_text
 
 SAMPLES_HEADER_LINE = "# jetpower-samples v1"
+#: the power log's voltage column for sources that measure no voltage (NVML, RAPL)
+NOMINAL_MV = 1000
 
 _TO_UW = {"uW": 1, "mW": 1000, "W": 1_000_000}
 _TO_UJ = {"uJ": 1, "mJ": 1000, "J": 1_000_000}
@@ -59,6 +61,11 @@ class Decoder:
         self._prev: list[tuple[int, int] | None] = [None] * len(sensor.rails)
         labels = sensor.labels
         self._total = tuple(labels.index(n) for n in sensor.total.rails)
+        # the power log needs mV and mA; sources that report power alone get an equivalent
+        self._log_has_voltage = all(
+            sensor.rails[k].voltage is not None and sensor.rails[k].current is not None
+            for k in self._total
+        )
         self.columns = ["t_ns"]
         for r in sensor.rails:
             if r.derivation == "v_x_i":
@@ -97,6 +104,12 @@ class Decoder:
     @property
     def log_columns_note(self) -> str:
         t = self.sensor.total
+        if not self._log_has_voltage:
+            return (
+                f"no voltage reading ({' + '.join(t.rails)} report power): mV is a nominal "
+                f"{NOMINAL_MV} (1 V) and mA is the total power in mW, so mV x mA is the total "
+                "power in uW"
+            )
         if not t.is_sum:
             return f"mV and mA of {t.rails[0]}, as read"
         return (
@@ -134,7 +147,11 @@ class Decoder:
             parts = [rails[k][2] for k in total_idx]
             total = None if any(p is None for p in parts) else float(sum(parts))  # type: ignore[arg-type]
             first = rails[total_idx[0]]
-            if len(total_idx) == 1:
+            log_mv: int | None
+            log_ma: float | None
+            if not self._log_has_voltage:
+                log_mv, log_ma = NOMINAL_MV, None if total is None else total / NOMINAL_MV
+            elif len(total_idx) == 1:
                 log_mv, log_ma = first[0], None if first[1] is None else float(first[1])
             else:
                 log_mv = first[0]
