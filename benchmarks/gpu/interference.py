@@ -23,7 +23,7 @@ HERE = Path(__file__).parent
 
 def loop_cmd(args: argparse.Namespace) -> list[str]:
     return [sys.executable, str(HERE / "timing_loop.py"), "--model", args.model,
-            "--runs", str(args.runs)]
+            "--runs", str(args.runs), "--batch", str(args.batch)]
 
 
 def run(mode: str, args: argparse.Namespace, tmp: Path, rep: int) -> float:
@@ -42,7 +42,11 @@ def main() -> None:
     ap.add_argument("--source", default="nvml")
     ap.add_argument("--rate", type=float, default=1000)
     ap.add_argument("--model", default="resnet18")
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=6)
+    # batch 1 of an eager model is bound by the CPU launching kernels, whose speed varies by
+    # ~10 % from run to run here; a batch that keeps the GPU busy measures what the sampler
+    # could disturb with ~0.2 % noise
+    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--runs", type=int, default=3000)
     args = ap.parse_args()
     got: dict[str, list[float]] = {"off": [], "on": []}
@@ -52,8 +56,10 @@ def main() -> None:
             for mode in order:
                 got[mode].append(run(mode, args, Path(tmp), rep))
             print(f"rep {rep}: off {got['off'][-1]:.1f}/s  on {got['on'][-1]:.1f}/s", flush=True)
+    spread = {k: (max(v) - min(v)) / statistics.median(v) for k, v in got.items()}
+    print(f"spread (max-min)/median: off {100 * spread['off']:.2f} %, on {100 * spread['on']:.2f} %")
     off, on = statistics.median(got["off"]), statistics.median(got["on"])
-    res = {"model": args.model, "source": args.source, "rate_hz": args.rate, "reps": args.reps,
+    res = {"model": args.model, "batch": args.batch, "source": args.source, "rate_hz": args.rate, "reps": args.reps,
            "off": got["off"], "on": got["on"], "median_off": off, "median_on": on,
            "on_vs_off": on / off - 1}
     print(f"median throughput: off {off:.1f}/s, sampler on {on:.1f}/s: "

@@ -19,9 +19,10 @@ def main() -> None:
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--runs", type=int, default=3000)
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--batch", type=int, default=1)
     args = ap.parse_args()
     model = build(args.model).eval().to("cuda", torch.float16)
-    x = torch.randn(1, 3, 224, 224, device="cuda", dtype=torch.float16)
+    x = torch.randn(args.batch, 3, 224, 224, device="cuda", dtype=torch.float16)
     stream = torch.cuda.Stream()
     with torch.inference_mode(), torch.cuda.stream(stream):
         for _ in range(args.warmup):
@@ -32,7 +33,8 @@ def main() -> None:
             model(x)
             stream.synchronize()
         dt = time.monotonic() - t0
-    print(json.dumps({"runs": args.runs, "seconds": dt, "throughput": args.runs / dt}))
+    print(json.dumps({"runs": args.runs, "batch": args.batch, "seconds": dt,
+                      "throughput": args.runs * args.batch / dt}))
 
 
 if __name__ == "__main__":
