@@ -57,9 +57,11 @@ def main() -> None:
                 got[mode].append(run(mode, args, Path(tmp), rep))
             print(f"rep {rep}: off {got['off'][-1]:.1f}/s  on {got['on'][-1]:.1f}/s", flush=True)
     spread = {k: (max(v) - min(v)) / statistics.median(v) for k, v in got.items()}
-    print(f"spread (max-min)/median: off {100 * spread['off']:.2f} %, on {100 * spread['on']:.2f} %")
+    print(f"spread (max-min)/median: off {100 * spread['off']:.2f} %, "
+          f"on {100 * spread['on']:.2f} %")
     off, on = statistics.median(got["off"]), statistics.median(got["on"])
-    res = {"model": args.model, "batch": args.batch, "source": args.source, "rate_hz": args.rate, "reps": args.reps,
+    res = {"model": args.model, "batch": args.batch, "source": args.source,
+           "rate_hz": args.rate, "reps": args.reps,
            "off": got["off"], "on": got["on"], "median_off": off, "median_on": on,
            "on_vs_off": on / off - 1}
     print(f"median throughput: off {off:.1f}/s, sampler on {on:.1f}/s: "
