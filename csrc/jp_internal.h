@@ -41,13 +41,16 @@ static inline int64_t jp_next_deadline(int64_t *deadline, int64_t period, int64_
 
 /* NVML channels (nvml.c). */
 enum { JP_NVML_POWER_INSTANT = 1, JP_NVML_POWER_AVG = 2, JP_NVML_ENERGY = 3 };
+/* NVML poller pace (nvml.c): power every tick, the energy counter every few ticks */
+#define JP_NVML_TICK_NS 10000000LL
+#define JP_NVML_ENERGY_EVERY 5
 
 struct jp_nvml_chan {
     void *dev;  /* nvmlDevice_t */
     int what;   /* JP_NVML_* */
     /* The energy counter is slow to read (about 4 ms a call on an H100): a poller thread reads it
      * and the sampling loop copies its latest completed reading. */
-    int slow;
+    int slow;  /* polled apart, every `slow` poller ticks (0: read in the loop) */
     int64_t latest;
     int latest_rc;  /* NVML return code of the latest poll (release-stored after latest) */
 };

@@ -246,10 +246,9 @@ int jp_sampler_run(const char *ring_path, const char **paths, const char **names
     }
 
     if (L.nvml_loaded) {
-        /* The energy counter: every 50 ms.  Each read holds NVML's device lock for ~3-4 ms on
-         * an H100 (so the loop's own NVML reads wait behind it) and the counter only advances
-         * every ~100 ms there; 20 ms cost 12 % of the 1 kHz deadlines. */
-        rc = jp_nvml_start_poller(L.nvml, nchan, 50000000);
+        /* NVML readings come from a poller thread (nvml.c explains its pace): reading them in
+         * the loop cost the benchmark GPU throughput and the loop its deadlines. */
+        rc = jp_nvml_start_poller(L.nvml, nchan, JP_NVML_TICK_NS);
         if (rc != 0) {
             fail(errbuf, errlen, -rc, "cannot start the NVML energy poller");
             goto out;

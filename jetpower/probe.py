@@ -30,21 +30,21 @@ def _percentile(sorted_vals: list[float], q: float) -> float:
 
 
 def polled_apart(channel: Channel) -> bool:
-    """NVML's energy counter is read by a poller thread of the sampler, not in its passes."""
-    return str(channel.path).startswith("nvml:") and channel.reading == "counter"
+    """NVML readings come from a poller thread of the sampler (every 10 ms; the energy counter
+    every 50 ms), not from its passes: each pass copies the latest values."""
+    return str(channel.path).startswith("nvml:")
 
 
 def read_cost(sensor: SensorSet, reads: int = 2000) -> dict[str, dict[str, Any]]:
-    """Per rail: median and p99 cost in microseconds of one pass over the channels the sampling
-    loop reads, and the same per channel (a channel polled apart is timed with fewer reads)."""
+    """Per rail: median and p99 cost in microseconds of reading all of its channels once, and the
+    same per channel (a channel polled apart from the loop is timed with fewer reads)."""
     out: dict[str, dict[str, Any]] = {}
     for rail in sensor.rails:
         per: dict[str, list[float]] = {}
         for c in rail.channels:
             n = min(reads, 50) if polled_apart(c) else reads
             per[c.name] = [ns / 1000 for ns in _native.time_reads(str(c.path), n)]
-        in_pass = [per[c.name] for c in rail.channels if not polled_apart(c)]
-        totals = sorted(sum(x) for x in zip(*in_pass))
+        totals = sorted(sum(x) for x in zip(*per.values()))
         out[rail.label] = {
             "read_us_median": statistics.median(totals),
             "read_us_p99": _percentile(totals, 0.99),

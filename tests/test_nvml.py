@@ -87,8 +87,8 @@ def test_discovery_describes_each_gpu(nvml, tmp_path: Path) -> None:
 
 def test_sampler_reads_instant_power_and_energy(nvml, tmp_path: Path,
                                                 no_leaked_children) -> None:
-    """The real sampler reads instant power once per pass; the slow energy counter comes from a
-    poller thread (one read costs ~4 ms on an H100), each pass carrying its latest reading."""
+    """The real sampler's passes carry the latest readings of a poller thread: power every 10 ms,
+    the slow energy counter every 50 ms (one read costs ~4 ms on an H100)."""
     nvml(count=2)
     sensor = discover(tmp_path, "nvml")
     names = [c.name for c in sensor.channels]
@@ -96,14 +96,14 @@ def test_sampler_reads_instant_power_and_energy(nvml, tmp_path: Path,
     rows = _run_sampler(sensor, tmp_path / "ring", n=200)
     assert len(rows) >= 200 and rows[0][0] == 0
     assert all(r[3] == 0b1111 for r in rows), "every NVML read is valid"
-    for k, r in enumerate(rows):
-        assert (r[4], r[6]) == (100000 + 3 * k, 110000 + 3 * k), "power: one call per pass"
-    for col in (5, 7):
-        energy = [r[col] for r in rows]
-        assert all((e - 1000000) % 7 == 0 for e in energy), "only values the counter returned"
-        assert energy == sorted(energy), "the counter never goes back"
-        # 200 passes at 1 kHz span ~200 ms: the 20 ms poller has read the counter several times
-        assert len(set(energy)) >= 4
+    for col, base, step, at_least in ((4, 100000, 3, 10), (6, 110000, 3, 10),
+                                      (5, 1000000, 7, 3), (7, 1000000, 7, 3)):
+        values = [r[col] for r in rows]
+        assert all((v - base) % step == 0 for v in values), "only values NVML returned"
+        assert values == sorted(values), "in the order NVML returned them"
+        # 200 passes at 1 kHz span ~200 ms: ~20 power polls, ~4 counter polls
+        assert len(set(values)) >= at_least
+        assert len(set(values)) < len(values) / 2, "NVML is not called on every pass"
 
 
 def test_field_unsupported_falls_back_to_power_usage(nvml, tmp_path: Path,
@@ -116,7 +116,8 @@ def test_field_unsupported_falls_back_to_power_usage(nvml, tmp_path: Path,
     assert str(power.path) == "nvml:0:power_avg" and power.reading == "average"
     assert "NVML_ERROR_NOT_SUPPORTED" in power.about
     rows = _run_sampler(sensor, tmp_path / "ring", n=20)
-    assert [r[4] for r in rows] == [90000 + 5 * k for k in range(len(rows))]
+    values = [r[4] for r in rows]
+    assert all((v - 90000) % 5 == 0 for v in values) and values == sorted(values)
 
 
 def test_jetson_like_nvml_is_not_a_power_source(nvml, tmp_path: Path) -> None:
@@ -177,8 +178,7 @@ def test_decoder_power_and_counter_energy(nvml, tmp_path: Path, no_leaked_childr
     assert dec.columns == ["t_ns", "GPU0_uW", "GPU0_uJ", "total_uW"]
     assert dec.counter_rails == ("GPU0",)
     readings = list(dec.decode(rows))
-    assert [r.rails[0][2] for r in readings] == [(100000 + 3 * k) * 1000.0
-                                                 for k in range(len(rows))]
+    assert [r.rails[0][2] for r in readings] == [row[4] * 1000.0 for row in rows]
     ce = dec.counter_energy("GPU0")
     for r in readings[5:25]:
         ce.add(r.t_ns, r.energy_uj[0])
@@ -197,8 +197,8 @@ def test_probe_measures_nvml_channels(nvml, tmp_path: Path) -> None:
     per = changes["channels"]
     assert per["GPU0.mW"]["reading"] == "instant" and per["GPU0.mJ"]["reading"] == "counter"
     power, energy = per["GPU0.mW"], per["GPU0.mJ"]
-    assert power["changes"] == changes["passes"] - 1, "instant power is read on every pass"
-    assert 1 <= energy["changes"] < changes["passes"] - 1, "the counter at the poller's pace"
+    assert 1 <= energy["changes"] <= power["changes"] < changes["passes"] - 1, (
+        "power at the poller's 10 ms pace, the counter at its 50 ms pace")
     for ch in (power, energy):
         assert ch["invalid_reads"] == 0 and ch["change_period_ms"] is not None
 

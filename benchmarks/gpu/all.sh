@@ -11,4 +11,4 @@ time python3 -m jetpower run plans/gpu.toml --result-dir /tmp/results-gpu > /tmp
 grep -E '"event": "(run_started|sampler_started|phase_finished|model_finished|model_failed|timing_energy|run_finished)"' /tmp/campaign.log | cut -c1-400
 python3 -m jetpower report /tmp/results-gpu --out /tmp/report-gpu
 tar -C /tmp -czf "$out/results-gpu.tar.gz" results-gpu report-gpu
-echo "== interference"; python3 benchmarks/gpu/interference.py --source nvml --reps 6 --runs 400 --batch 32 | tee "$out/interference.txt"
+echo "== interference"; python3 benchmarks/gpu/interference.py --source nvml --reps 6 --runs 400 --batch 32 --also-simulated | tee "$out/interference.txt"

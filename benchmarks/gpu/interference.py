@@ -28,9 +28,10 @@ def loop_cmd(args: argparse.Namespace) -> list[str]:
 
 def run(mode: str, args: argparse.Namespace, tmp: Path, rep: int) -> float:
     cmd = loop_cmd(args)
-    if mode == "on":
-        out = tmp / f"sample-{rep}"
-        cmd = [sys.executable, "-m", "jetpower", "sample", "--source", args.source, "--rate",
+    if mode != "off":
+        out = tmp / f"sample-{mode}-{rep}"
+        src = ["--simulate"] if mode == "simulated" else ["--source", args.source]
+        cmd = [sys.executable, "-m", "jetpower", "sample", *src, "--rate",
                str(args.rate), "--out", str(out), "--json", "--", *cmd]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     lines = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
@@ -47,22 +48,31 @@ def main() -> None:
     # ~10 % from run to run here; a batch that keeps the GPU busy measures what the sampler
     # could disturb with ~0.2 % noise
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--also-simulated", action="store_true",
+                    help="a third mode: the sampler on the simulated source, to tell the cost of "
+                         "the sampler process itself from that of the sensor's calls")
     ap.add_argument("--runs", type=int, default=3000)
     args = ap.parse_args()
-    got: dict[str, list[float]] = {"off": [], "on": []}
+    modes = ["off", "on", *(["simulated"] if args.also_simulated else [])]
+    got: dict[str, list[float]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            order = ("off", "on") if rep % 2 == 0 else ("on", "off")
+            order = modes if rep % 2 == 0 else modes[::-1]
             for mode in order:
                 got[mode].append(run(mode, args, Path(tmp), rep))
-            print(f"rep {rep}: off {got['off'][-1]:.1f}/s  on {got['on'][-1]:.1f}/s", flush=True)
+            print(f"rep {rep}: " + "  ".join(f"{m} {got[m][-1]:.1f}/s" for m in modes),
+                  flush=True)
     spread = {k: (max(v) - min(v)) / statistics.median(v) for k, v in got.items()}
-    print(f"spread (max-min)/median: off {100 * spread['off']:.2f} %, "
-          f"on {100 * spread['on']:.2f} %")
+    print("spread (max-min)/median: "
+          + ", ".join(f"{m} {100 * v:.2f} %" for m, v in spread.items()))
+    if "simulated" in got:
+        sim = statistics.median(got["simulated"])
+        print(f"sampler on the simulated source (no {args.source} calls): "
+              f"{100 * (sim / statistics.median(got['off']) - 1):+.2f} %")
     off, on = statistics.median(got["off"]), statistics.median(got["on"])
     res = {"model": args.model, "batch": args.batch, "source": args.source,
            "rate_hz": args.rate, "reps": args.reps,
-           "off": got["off"], "on": got["on"], "median_off": off, "median_on": on,
+           "runs": got, "median_off": off, "median_on": on,
            "on_vs_off": on / off - 1}
     print(f"median throughput: off {off:.1f}/s, sampler on {on:.1f}/s: "
           f"{100 * (on / off - 1):+.2f} %")
