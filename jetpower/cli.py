@@ -41,7 +41,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
-        if only is None or name == only:
+        if name == only:  # the others' modules (and their dependencies) are never imported
             _module(name).add_arguments(p)  # type: ignore[attr-defined]
     return parser
 
