@@ -368,3 +368,46 @@ def test_cli_upload_server_down_exits_6_with_retry_command(
     assert f"python -m jetpower upload {result_dir} --repo {REPO}" in proc.stderr
     assert TOKEN not in proc.stdout + proc.stderr
     assert _files_containing(tmp_path, TOKEN.encode()) == []
+
+
+# -- the campaign's [upload] section ----------------------------------------------------------
+
+
+def _upload_plan(tmp_path: Path) -> Path:
+    from tests.campaign import write_plan
+
+    plan = write_plan(tmp_path, ["tinycnn"], idle=0.5, cooldown=0.2)
+    plan.write_text(plan.read_text() + f'\n[upload]\nenabled = true\nrepo = "{REPO}"\n')
+    return plan
+
+
+@pytest.mark.slow
+def test_campaign_uploads_its_result_at_the_end(server: FakeDagsHub, tmp_path: Path) -> None:
+    """A campaign with [upload] sends every file of its result directory, then exits 0."""
+    d = tmp_path / "result"
+    proc = _run_cli("run", str(_upload_plan(tmp_path)), "--result-dir", str(d), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line)["event"] for line in proc.stdout.splitlines()]
+    assert events.index("run_finished") < events.index("upload_finished")
+    sent = {k: v for u in server.uploads for k, v in u.files.items()}
+    local = _tree(d)
+    assert set(sent) == set(local)
+    # the log goes on after the upload (upload_finished); every other file is sent as it is
+    assert {k: v for k, v in sent.items() if k != "run.log.jsonl"} == {
+        k: v for k, v in local.items() if k != "run.log.jsonl"}
+    assert TOKEN not in proc.stdout + proc.stderr
+    assert _files_containing(tmp_path, TOKEN.encode()) == []
+
+
+def test_campaign_with_a_bad_token_fails_before_measuring(
+    server: FakeDagsHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[upload] with a rejected token: exit 6 before anything is measured or written."""
+    monkeypatch.setenv("DAGSHUB_USER_TOKEN", "wrong-" + TOKEN)
+    d = tmp_path / "result"
+    proc = _run_cli("run", str(_upload_plan(tmp_path)), "--result-dir", str(d), tmp_path=tmp_path)
+    assert proc.returncode == 6
+    assert "DAGSHUB_USER_TOKEN" in proc.stderr and "Traceback" not in proc.stderr
+    assert not d.exists(), "nothing measured, nothing written"
+    assert "sampler_started" not in proc.stdout
+    assert TOKEN not in proc.stdout + proc.stderr
