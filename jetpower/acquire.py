@@ -68,10 +68,11 @@ class Sink(Protocol):
 class WindowSink:
     """Integrates the total power of the readings inside ``[start_ns, end_ns]``."""
 
-    def __init__(self, start_ns: int, end_ns: int | None = None) -> None:
+    def __init__(self, start_ns: int, end_ns: int | None = None, *,
+                 rule: str = "trapezoid") -> None:
         self.start_ns = start_ns
         self.end_ns = end_ns
-        self.integrator = Integrator()
+        self.integrator = Integrator(rule)
 
     def feed(self, readings: Sequence[Reading]) -> None:
         for r in readings:

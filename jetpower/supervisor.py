@@ -385,7 +385,7 @@ class Campaign:
 
     async def _window(self, name: str, seconds: float, model: str | None = None) -> WindowSink:
         start = monotonic_ns()
-        sink = WindowSink(start)
+        sink = WindowSink(start, rule=self.decoder.integration_rule)
         self.sinks.append(sink)
         log.info("phase_started", phase=name, seconds=seconds)
         try:
@@ -451,7 +451,7 @@ class Campaign:
     async def _thermal_cooldown(self) -> WindowSink:
         cd = self.plan.cooldown
         start = monotonic_ns()
-        sink = WindowSink(start)
+        sink = WindowSink(start, rule=self.decoder.integration_rule)
         self.sinks.append(sink)
         log.info("phase_started", phase="cooldown", mode="thermal", margin_c=cd.margin_c,
                  max_seconds=cd.max_seconds, baseline_c=self.idle_temps)
@@ -513,7 +513,7 @@ class Campaign:
             segment = (self.recorder, self.recorder.csv_bytes) if self.recorder else None
             start = monotonic_ns()
             plog = PowerLogSink(mdir / f"{label}_power_log.log", self.anchor, start)
-            window = WindowSink(start)
+            window = WindowSink(start, rule=self.decoder.integration_rule)
             self.sinks += [plog, window]
             entry = m.model(label)
             entry.update(status="running", start_ns=start, index=index)
@@ -573,7 +573,7 @@ class Campaign:
         except (OSError, ValueError) as e:
             log.warning("phase_energy_unavailable", reason=str(e))
             return {}
-        figures = window_energies(series, windows, wraps)
+        figures = window_energies(series, windows, wraps, self.decoder.integration_rule)
         return {"method": WINDOW_METHOD, **figures}
 
     async def _end_model(self, plog: PowerLogSink, window: WindowSink, rate: float,

@@ -23,9 +23,10 @@ from typing import Any
 from jetpower.sampler.stream import SAMPLES_HEADER_LINE, Integrator, _counter_delta
 
 METHOD = (
-    "trapezoid: power samples with start <= t <= end, integrated over CLOCK_MONOTONIC from the "
-    "first to the last; counter: the energy counter interpolated linearly between the samples "
-    "where it stepped, taken at the same first and last sample, summed over the total's rails"
+    "integral: power samples with start <= t <= end, integrated over CLOCK_MONOTONIC from the "
+    "first to the last (trapezoid; power derived from counters is held over each step); "
+    "counter: the energy counter interpolated linearly between the samples where it stepped, "
+    "taken at the same first and last sample, summed over the total's rails"
 )
 
 
@@ -99,14 +100,15 @@ def _at(st: list[int], sv: list[float], t: int) -> float | None:
 
 
 def window_energies(series: _Series, windows: Mapping[str, tuple[int, int]],
-                    wraps: Mapping[str, int | None]) -> dict[str, dict[str, Any]]:
+                    wraps: Mapping[str, int | None],
+                    rule: str = "trapezoid") -> dict[str, dict[str, Any]]:
     """Per window: samples, mean power, trapezoid energy and (where possible) counter energy."""
     steps = {r: _steps(series.t, _unwrapped(v, wraps.get(r))) for r, v in series.counters.items()}
     out: dict[str, dict[str, Any]] = {}
     for name, (start, end) in windows.items():
         lo = bisect.bisect_left(series.t, start)
         hi = bisect.bisect_right(series.t, end)
-        integ = Integrator()
+        integ = Integrator(rule)
         for k in range(lo, hi):
             integ.add(series.t[k], series.total[k])
         fig: dict[str, Any] = {

@@ -113,7 +113,7 @@ async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, A
                 status = 0
                 async with Recorder(handle, decoder, out / "samples.csv") as rec:
                     start = monotonic_ns()
-                    window = WindowSink(start)
+                    window = WindowSink(start, rule=decoder.integration_rule)
                     plog = PowerLogSink(out / "power_log.log", anchor, start)
                     rec.sinks += [window, plog]
                     pump = asyncio.ensure_future(rec.run())
@@ -152,7 +152,8 @@ async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, A
         "total": sensor.total.to_dict(),
         "power_log_columns": decoder.log_columns_note,
         "simulated": sensor.simulated,
-        "integration": "trapezoid over CLOCK_MONOTONIC, samples with start <= t <= end",
+        "integration": f"{decoder.integration_rule} over CLOCK_MONOTONIC, samples with "
+                       "start <= t <= end",
     }
     if cmd:
         summary["command"] = cmd

@@ -102,6 +102,12 @@ class Decoder:
         return None if d is None else d * 1e9 / (t_ns - prev[0])
 
     @property
+    def integration_rule(self) -> str:
+        """"hold" when the total's power comes from energy counters alone, else "trapezoid"."""
+        rails = [r for r in self.sensor.rails if r.label in self.sensor.total.rails]
+        return "hold" if all(r.derivation == "counter" for r in rails) else "trapezoid"
+
+    @property
     def log_columns_note(self) -> str:
         t = self.sensor.total
         if not self._log_has_voltage:
@@ -184,17 +190,27 @@ def power_log_line(r: Reading, anchor: Anchor) -> str | None:
     return f"{wall_text(r.t_ns, anchor)},{r.log_mv},{ma_text}\n"
 
 
+#: how a power series is integrated: "trapezoid" for power sampled at instants; "hold" for power
+#: derived from an energy counter's differences, which is the mean over (previous sample, this
+#: sample] -- integrated as such it gives back exactly the counter's energy
+INTEGRATION_RULES = ("trapezoid", "hold")
+
+
 class Integrator:
-    """Energy of a power series: trapezoid over monotonic time, samples inside the window only.
+    """Energy of a power series over monotonic time, samples inside the window only.
 
     Inclusion rule: a sample counts when ``start_ns <= t_ns <= end_ns``; the integral runs from the
     first to the last such sample (no extrapolation to the window's edges).  A missing reading
-    breaks the series: the segment across it is not integrated.
+    breaks the series: the segment across it is not integrated.  ``rule``: see
+    :data:`INTEGRATION_RULES`.
     """
 
-    __slots__ = ("count", "energy_uj", "first_ns", "invalid", "last_ns", "prev", "sum_uw")
+    __slots__ = ("count", "energy_uj", "first_ns", "hold", "invalid", "last_ns", "prev", "sum_uw")
 
-    def __init__(self) -> None:
+    def __init__(self, rule: str = "trapezoid") -> None:
+        if rule not in INTEGRATION_RULES:
+            raise ValueError(f"integration rule {rule!r}: expected one of {INTEGRATION_RULES}")
+        self.hold = rule == "hold"
         self.count = 0
         self.invalid = 0
         self.sum_uw = 0.0
@@ -215,7 +231,8 @@ class Integrator:
         self.sum_uw += uw
         if self.prev is not None:
             pt, pp = self.prev
-            self.energy_uj += (uw + pp) / 2 * (t_ns - pt) / 1e9
+            height = uw if self.hold else (uw + pp) / 2
+            self.energy_uj += height * (t_ns - pt) / 1e9
         self.prev = (t_ns, uw)
 
     @property

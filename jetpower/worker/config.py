@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jetpower._fs import atomic_write_text
 from jetpower.errors import WorkerError
 
 FORMAT = "jetpower.worker-config"
@@ -95,9 +96,7 @@ class WorkerConfig:
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the config atomically (temporary name, then rename) and return its path."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, self.to_json() + "\n")
         return path
 
     @classmethod

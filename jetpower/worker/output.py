@@ -13,12 +13,11 @@ failure, ``jetpower_failure.json`` (format "jetpower.worker-failure", version 1)
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from jetpower._fs import atomic_text
 from jetpower.timebase import STAMP_FMT, Anchor, monotonic_ns, wall_text
 from jetpower.worker.config import WorkerConfig
 
@@ -35,26 +34,6 @@ FAILURE = "jetpower_failure.json"
 
 def summary_name(cfg: WorkerConfig) -> str:
     return f"{cfg.model_dir.name}_tensorrt.json"
-
-
-@contextmanager
-def atomic_text(path: Path) -> Iterator[IO[str]]:
-    """Open a temporary file beside ``path``; on success fsync it and rename it to ``path``.
-
-    On an exception the temporary file is removed and ``path`` is left as it was, so a reader never
-    sees a half-written result under its final name (a SIGKILL can leave only the temporary name).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj: Any) -> Path:
