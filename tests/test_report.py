@@ -202,3 +202,23 @@ def test_out_dir_rules_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["report", str(root), "--out", str(other)]) == 2
     assert "not a previous jetpower report" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_samples_split_over_several_files_are_joined(tmp_path: Path) -> None:
+    """A resumed or restarted run's samples files (listed in the manifest) make one trace."""
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    write_result(whole, [TINY])
+    write_result(split, [TINY])
+    lines = (split / "jetpower_samples.csv").read_text().splitlines(keepends=True)
+    head, body = lines[:2], lines[2:]
+    half = len(body) // 2
+    (split / "jetpower_samples.csv").write_text("".join(head + body[:half]))
+    (split / "jetpower_samples.resume1.csv").write_text("".join(head + body[half:]))
+    manifest = json.loads((split / "jetpower_manifest.json").read_text())
+    manifest.setdefault("sampler", {})["samples_files"] = [
+        "jetpower_samples.csv", "jetpower_samples.resume1.csv"]
+    (split / "jetpower_manifest.json").write_text(json.dumps(manifest))
+    a, b = load_result(whole), load_result(split)
+    assert b.t.size == a.t.size
+    assert np.array_equal(a.t, b.t)
+    assert "jetpower_samples.resume1.csv" in b.trace_source

@@ -324,15 +324,22 @@ def load_result(path: str | Path) -> ResultData:
 
     phases: list[Phase] = []
     idle_window = None
-    if (root / SAMPLES).exists():
-        t_ns, p = read_samples_csv(root / SAMPLES)
+    # a resumed or restarted run has one samples file per sampler session, listed in the manifest
+    names = [str(n) for n in ((manifest or {}).get("sampler") or {}).get("samples_files") or []]
+    files = [root / n for n in dict.fromkeys([SAMPLES, *names]) if (root / n).exists()]
+    if files:
+        parts = [read_samples_csv(f) for f in files]
+        t_ns = np.concatenate([a for a, _ in parts])
+        p = np.concatenate([b for _, b in parts])
+        order_t = np.argsort(t_ns, kind="stable")
+        t_ns, p = t_ns[order_t], p[order_t]
         if anchor is None:
             notes.append(f"{SAMPLES} ignored: no manifest anchor")
             t, p = _concat(logs)
             source = "model power logs"
         else:
             t = clock.from_mono(t_ns)
-            source = SAMPLES
+            source = ", ".join(f.name for f in files)
     else:
         t, p = _concat(logs)
         source = "model power logs (no campaign-wide samples on disk)"
