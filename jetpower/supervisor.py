@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import structlog
 from jetpower import environment, thermal
 from jetpower._compat import TaskGroup
 from jetpower._fs import atomic_write_json, prepare_new_dir
+from jetpower._sampling import SamplingService
 from jetpower._workerproc import failure_file_reason, run_worker
 from jetpower.acquire import PowerLogSink, Recorder, WindowSink, sensor_source
 from jetpower.errors import (
@@ -34,8 +33,7 @@ from jetpower.errors import (
 from jetpower.log import get_logger, log_to_file
 from jetpower.manifest import Manifest
 from jetpower.plan import ModelPlan, Plan
-from jetpower.sampler.process import SamplerHandle, default_cpu, start_sampler
-from jetpower.sampler.stream import Decoder, Reading
+from jetpower.sampler.stream import Decoder
 from jetpower.sensors import SensorSet
 from jetpower.timebase import STAMP_FMT, Anchor, monotonic_ns, wall_text
 from jetpower.windows import METHOD as WINDOW_METHOD
@@ -44,12 +42,8 @@ from jetpower.worker.config import WorkerConfig
 
 log = get_logger()
 
-SAMPLES_CSV = "jetpower_samples.csv"
 LOG_NAME = "run.log.jsonl"
 IDLE_JSON = "idling_power.json"
-MAX_SAMPLER_RESTARTS = 3
-#: a resumed run keeps its first anchor while the clocks still agree with it to this much
-ANCHOR_KEEP_NS = 1_000_000_000
 WORKER_READY_TIMEOUT_S = 900.0
 
 # exit statuses of `jetpower run` (interruptions re-raise the signal instead)
@@ -61,46 +55,34 @@ EXIT_UPLOAD = 6
 
 
 @dataclass
-class _Heartbeat:
-    """Sink: sum and count of total power since the last heartbeat."""
-
-    sum_uw: float = 0.0
-    count: int = 0
-
-    def feed(self, readings: Sequence[Reading]) -> None:
-        for r in readings:
-            if r.total_uw is not None:
-                self.sum_uw += r.total_uw
-                self.count += 1
-
-    def take(self) -> float | None:
-        mean = self.sum_uw / self.count if self.count else None
-        self.sum_uw, self.count = 0.0, 0
-        return mean
-
-
-@dataclass
 class Campaign:
     plan: Plan
     resume: bool = False
     root: Path = Path("/")
-    sinks: list[Any] = field(default_factory=list)
     interrupted_by: int | None = None
 
     def __post_init__(self) -> None:
         self.result_dir = self.plan.result_dir
-        self.handle: SamplerHandle | None = None
-        self.recorder: Recorder | None = None
-        self.anchor: Anchor | None = None
         self.sensor: SensorSet | None = None
         self.manifest: Manifest | None = None
-        self.sampler_ready = asyncio.Event()
-        self.stopping = asyncio.Event()
         self.idle_temps: dict[str, float] = {}
-        self.channel_alerts: set[str] = set()
-        self.restarts = 0
-        self.samples_files: list[str] = []
         self.earlier_samples_files: list[str] = []  # of the sessions before a resume
+        self._sampling: SamplingService | None = None
+
+    @property
+    def sampling(self) -> SamplingService:
+        assert self._sampling is not None, "the sampler is not set up yet"
+        return self._sampling
+
+    @property
+    def sinks(self) -> list[Any]:
+        return self.sampling.sinks
+
+    @property
+    def anchor(self) -> Anchor:
+        anchor = self.sampling.anchor
+        assert anchor is not None, "no sampler has started yet"
+        return anchor
 
     # -- entry ------------------------------------------------------------------------------
 
@@ -194,172 +176,26 @@ class Campaign:
         assert self.manifest is not None
         self.manifest.data["power_log_columns"] = decoder.log_columns_note
         with tempfile.TemporaryDirectory(prefix="jetpower-ring-") as tmp:
-            self.ring_dir = Path(tmp)
+            service = SamplingService(self.plan, self.manifest, decoder, Path(tmp),
+                                      resume=self.resume,
+                                      earlier_samples_files=self.earlier_samples_files)
+            self._sampling = service
             result: list[int] = []
             async with TaskGroup() as tg:
-                sampling = tg.create_task(self._sampling(sensor, decoder))
-                beat = tg.create_task(self._heartbeat())
+                sampling = tg.create_task(service.run())
+                beat = tg.create_task(service.heartbeat())
                 try:
                     result.append(await self._sequence())
                 finally:
-                    self.stopping.set()
+                    service.stopping.set()
                     beat.cancel()
                     await asyncio.shield(asyncio.gather(sampling, return_exceptions=True))
             return result[0]
 
-    async def _sampling(self, sensor: SensorSet, decoder: Decoder) -> None:
-        s = self.plan.sampler
-        cpu = default_cpu() if s.cpu == "last" else int(s.cpu)
-        rate = self.plan.sampler.rate_hz
-        while True:
-            ring = self.ring_dir / f"sampler-{self.restarts}.ring"
-            async with start_sampler(sensor, ring, rate_hz=rate, cpu=cpu,
-                                     capacity=s.ring_capacity) as h:
-                info = h.reader.info
-                anchor = Anchor(info.anchor_realtime_ns, info.anchor_monotonic_ns,
-                                info.anchor_error_ns)
-                self._sampler_started(h, anchor)
-                csv_name = SAMPLES_CSV if not self.samples_files else \
-                    f"jetpower_samples.part{len(self.samples_files) + 1}.csv"
-                if (self.result_dir / csv_name).exists():  # a resumed run: never overwrite
-                    csv_name = self._free_name("jetpower_samples.resume", ".csv")
-                self.samples_files.append(csv_name)
-                assert self.manifest is not None
-                self.manifest.data["sampler"]["samples_files"] = \
-                    self.earlier_samples_files + self.samples_files
-                async with Recorder(h, decoder, self.result_dir / csv_name) as rec:
-                    rec.sinks = self.sinks
-                    self.recorder = rec
-                    self.handle = h
-                    self.sampler_ready.set()
-                    pump = asyncio.ensure_future(rec.run())
-                    stop = asyncio.ensure_future(self.stopping.wait())
-                    died = asyncio.ensure_future(h.proc.wait())
-                    try:
-                        await asyncio.wait({stop, died}, return_when=asyncio.FIRST_COMPLETED)
-                        if stop.done():
-                            await h.stop()
-                    finally:
-                        for t in (pump, stop, died):
-                            t.cancel()
-                        await asyncio.gather(pump, stop, died, return_exceptions=True)
-                    self._record_sampler(h)
-                    # the reader is closed when this block ends: nothing may use it after
-                    self.recorder = None
-                    self.handle = None
-                    rate = h.reader.current_rate()  # a model's rate, if one was requested
-                if self.stopping.is_set():
-                    return
-                code = h.proc.returncode
-                last = rec.last.t_ns if rec.last else None
-            self._sampler_died(code, last)
-
-    def _sampler_started(self, h: SamplerHandle, anchor: Anchor) -> None:
-        info = h.reader.info
-        m = self.manifest
-        assert m is not None
-        if self.anchor is None:
-            self.anchor = anchor
-            m.data.setdefault("anchor", anchor.to_dict())
-            if self.resume:  # a resumed run keeps its first anchor; record this one beside it
-                m.data.setdefault("anchors", []).append(anchor.to_dict())
-                first = Anchor.from_dict(m.data["anchor"])
-                # ... unless the first one no longer maps this boot's monotonic clock (a reboot
-                # or a clock step since): then wall-clock text must come from the new pair
-                offset = (anchor.realtime_ns - anchor.monotonic_ns) - \
-                    (first.realtime_ns - first.monotonic_ns)
-                if abs(offset) <= ANCHOR_KEEP_NS:
-                    self.anchor = first
-                else:
-                    log.warning("anchor_changed", offset_ns=offset,
-                                note="the clocks moved since the first session (reboot?); "
-                                     "this session's wall-clock text uses a new anchor")
-                    m.note("anchor_changed", offset_ns=offset, anchor=anchor.to_dict())
-        sensor = self.decoder.sensor
-        log.info("sampler_started", pid=h.proc.pid, cpu=info.cpu, sched=info.sched_policy,
-                 priority=info.sched_priority, rate_hz=info.rate_hz, rails=list(sensor.labels),
-                 simulated=sensor.simulated)
-        if info.sched_policy != "SCHED_FIFO":
-            log.warning("sampler_priority", granted=info.sched_policy,
-                        note="SCHED_FIFO needs CAP_SYS_NICE; sampling at normal priority")
-        m.data["sampler"] = {"rate_hz": self.plan.sampler.rate_hz, "cpu": info.cpu,
-                             "sched": info.sched_policy, "sched_priority": info.sched_priority,
-                             "capacity": info.capacity, "restarts": self.restarts}
-
-    def _record_sampler(self, h: SamplerHandle) -> None:
-        c = h.reader.counters()
-        info = h.reader.info
-        m = self.manifest
-        assert m is not None
-        totals = m.data.setdefault("sampler_totals", {"samples": 0, "overruns": 0,
-                                                      "missed_deadlines": 0, "read_errors": {}})
-        totals["samples"] += c.samples
-        totals["overruns"] += c.overruns
-        totals["missed_deadlines"] += c.missed_deadlines
-        for name, n in zip(info.names, c.read_errors):
-            totals["read_errors"][name] = totals["read_errors"].get(name, 0) + n
-        totals["cpu_seconds"] = totals.get("cpu_seconds", 0.0) + float(
-            h.exit_report.get("cpu_seconds") or 0.0)
-        totals["priority"] = h.exit_report.get("priority")
-
-    def _sampler_died(self, code: int | None, last_ns: int | None) -> None:
-        m = self.manifest
-        assert m is not None
-        log.error("sampler_died", exit_code=code, last_sample_ns=last_ns,
-                  restart=self.plan.sampler.restart_on_failure)
-        m.note("sampler_died", exit_code=code, last_sample_ns=last_ns)
-        if not self.plan.sampler.restart_on_failure or self.restarts >= MAX_SAMPLER_RESTARTS:
-            raise SamplerError(f"the sampler process died (exit status {code}); run stopped")
-        self.restarts += 1
-        m.note("sampler_restarted", gap_start_ns=last_ns, restart=self.restarts)
-        m.write()
-
-    async def _heartbeat(self) -> None:
-        beat = _Heartbeat()
-        self.sinks.append(beat)
-        every = self.plan.sampler.heartbeat_seconds
-        await self.sampler_ready.wait()
-        last_samples, last_t = 0, monotonic_ns()
-        last_errors: tuple[int, ...] = ()
-        while True:
-            await asyncio.sleep(min(every, 1.0) if every > 1.0 else every)
-            h = self.handle
-            if h is None:
-                continue
-            c = h.reader.counters()
-            self._check_channels(h, c.read_errors, last_errors, c.failing, c.gone)
-            last_errors = c.read_errors
-            now = monotonic_ns()
-            if (now - last_t) / 1e9 + 1e-3 < every:
-                continue
-            dt = (now - last_t) / 1e9
-            samples = c.samples
-            delta = samples - last_samples if samples >= last_samples else samples
-            log.info("sampler_heartbeat", rate_hz=round(delta / dt, 2), samples=samples,
-                     avg_power_uw=beat.take(), overruns=c.overruns,
-                     read_errors=sum(c.read_errors), missed_deadlines=c.missed_deadlines)
-            last_samples, last_t = samples, now
-
-    def _check_channels(self, h: SamplerHandle, errors: tuple[int, ...], before: tuple[int, ...],
-                        failing: tuple[bool, ...], gone: tuple[bool, ...]) -> None:
-        names = h.reader.info.names
-        for i, name in enumerate(names):
-            grew = errors[i] - (before[i] if i < len(before) else 0)
-            if (gone[i] or failing[i]) and name not in self.channel_alerts:
-                self.channel_alerts.add(name)
-                why = "its file was removed" if gone[i] else "its reads fail"
-                log.error("channel_failed", channel=name, reason=why, read_errors=errors[i])
-                assert self.manifest is not None
-                self.manifest.note("channel_failed", channel=name, reason=why,
-                                   at_ns=monotonic_ns())
-                self.manifest.write()
-            elif grew > 0 and name not in self.channel_alerts:
-                log.warning("sensor_read_errors", channel=name, new_errors=grew)
-
     # -- the sequence -----------------------------------------------------------------------
 
     async def _sequence(self) -> int:
-        await self.sampler_ready.wait()
+        await self.sampling.ready.wait()
         m = self.manifest
         assert m is not None
         m.write()
@@ -379,7 +215,7 @@ class Campaign:
             ok = await self._model(mp, i)
             failed += not ok
             await self._cooldown(mp.label)
-        if self.channel_alerts:
+        if self.sampling.channel_alerts:
             return EXIT_SENSOR
         return EXIT_MODELS_FAILED if failed else EXIT_OK
 
@@ -392,17 +228,9 @@ class Campaign:
             await asyncio.sleep(seconds)
         finally:
             sink.end_ns = monotonic_ns()
-            await self._drain_now()
+            await self.sampling.drain_now()
             self.sinks.remove(sink)
         return sink
-
-    async def _drain_now(self) -> None:
-        # the sampler publishes a sample straddling the end a period later at most
-        rate = self.handle.reader.current_rate() if self.handle else 0
-        await asyncio.sleep(2 / rate if rate > 0 else 0.002)
-        rec = self.recorder  # None while a dead sampler is being replaced
-        if rec is not None:
-            await rec.drain()
 
     def _phase_done(self, name: str, sink: WindowSink, model: str | None = None,
                     **extra: Any) -> None:
@@ -417,7 +245,7 @@ class Campaign:
 
     async def _idle(self) -> None:
         m = self.manifest
-        assert m is not None and self.anchor is not None
+        assert m is not None
         with structlog.contextvars.bound_contextvars(phase="idle"):
             sink = await self._window("idle", self.plan.idle.seconds)
             self.idle_temps = thermal.read_zones(self.root, self.plan.cooldown.zones)
@@ -470,15 +298,9 @@ class Campaign:
                 await asyncio.sleep(min(2.0, max(0.0, t0 + cd.max_seconds - loop.time())))
         finally:
             sink.end_ns = monotonic_ns()
-            await self._drain_now()
+            await self.sampling.drain_now()
             self.sinks.remove(sink)
         return sink
-
-    def _free_name(self, stem: str, suffix: str) -> str:
-        k = 1
-        while (self.result_dir / f"{stem}{k}{suffix}").exists():
-            k += 1
-        return f"{stem}{k}{suffix}"
 
     @staticmethod
     def _aside(path: Path) -> Path:
@@ -489,7 +311,7 @@ class Campaign:
 
     async def _model(self, mp: ModelPlan, index: int) -> bool:
         m = self.manifest
-        assert m is not None and self.anchor is not None
+        assert m is not None
         label = mp.label
         mdir = self.result_dir / label
         with structlog.contextvars.bound_contextvars(model=label, phase="benchmark"):
@@ -508,13 +330,14 @@ class Campaign:
             )
             cfg_path = cfg.write(mdir / "jetpower_worker_config.json")
             rate = self.plan.sampler.rate_hz
-            if mp.rate_hz != rate and self.handle is not None:
-                self.handle.reader.request_rate(mp.rate_hz)
-            segment = (self.recorder, self.recorder.csv_bytes) if self.recorder else None
+            if mp.rate_hz != rate:
+                self.sampling.request_rate(mp.rate_hz)
+            rec = self.sampling.recorder
+            segment = (rec, rec.csv_bytes) if rec else None
             start = monotonic_ns()
             plog = PowerLogSink(mdir / f"{label}_power_log.log", self.anchor, start)
             window = WindowSink(start, rule=self.decoder.integration_rule)
-            self.sinks += [plog, window]
+            self.sinks.extend((plog, window))
             entry = m.model(label)
             entry.update(status="running", start_ns=start, index=index)
             m.write()
@@ -559,7 +382,7 @@ class Campaign:
     async def _phase_energies(self, segment: tuple[Recorder, int] | None,
                               windows: dict[str, tuple[int, int]]) -> dict[str, Any]:
         """Per window of the model: samples, mean power, trapezoid and counter energy."""
-        rec = self.recorder
+        rec = self.sampling.recorder
         if segment is None or rec is None or segment[0] is not rec or rec.samples_csv is None:
             return {}  # the sampler was restarted during the model: its samples span two files
         sensor = self.decoder.sensor
@@ -578,13 +401,13 @@ class Campaign:
 
     async def _end_model(self, plog: PowerLogSink, window: WindowSink, rate: float,
                          model_rate: float) -> None:
-        await self._drain_now()
+        await self.sampling.drain_now()
         for s in (plog, window):
             with contextlib.suppress(ValueError):
                 self.sinks.remove(s)
         await plog.close()
-        if model_rate != rate and self.handle is not None:
-            self.handle.reader.request_rate(rate)
+        if model_rate != rate:
+            self.sampling.request_rate(rate)
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -595,7 +418,7 @@ class Campaign:
             if entry.get("status") == "running":
                 entry["status"] = "interrupted" if m.data["status"] == "interrupted" else "failed"
                 entry.setdefault("reason", m.data.get("reason") or "run stopped")
-        for name in self.samples_files:
+        for name in self._sampling.samples_files if self._sampling else ():
             p = self.result_dir / name
             if p.exists():
                 m.forget(name)
@@ -637,10 +460,3 @@ def _unwrap(error: Exception) -> Exception:
         if isinstance(found, JetpowerError):
             return found
     return error
-
-
-def remove_empty_result_dir(path: Path) -> None:
-    """Undo creating a result directory that received nothing (a run that could not start)."""
-    with contextlib.suppress(OSError):
-        if path.is_dir() and not any(path.iterdir()):
-            shutil.rmtree(path)
