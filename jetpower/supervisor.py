@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,8 @@ class Campaign:
                 manifest.data["sensor"] = sensor.to_dict()
                 if sensor.simulated:
                     manifest.data["simulated_note"] = "SIMULATED sensor: no number is a measurement"
+                manifest.data["probe"] = await self._characterise(sensor)
+                manifest.data["time"] = _time_method(sensor)
                 try:
                     exit_code = await self._with_sampler(sensor)
                 except Exception as group:  # a TaskGroup wraps its tasks' errors in a group
@@ -161,6 +164,21 @@ class Campaign:
         if exit_code == EXIT_OK and plan.upload.enabled and manifest.data["status"] == "complete":
             exit_code = await self._upload()
         return exit_code
+
+    async def _characterise(self, sensor: SensorSet) -> dict[str, Any]:
+        """The sensor's self-characterisation (``probe``, briefly), before anything runs."""
+        from jetpower.probe import probe
+
+        try:
+            figures = await probe(sensor, seconds=PROBE_SECONDS, reads=500)
+        except JetpowerError as e:  # characterising is worth a warning, not the campaign
+            log.warning("probe_failed", reason=str(e))
+            return {"error": str(e)}
+        log.info("sensor_probed", rails={
+            r["label"]: {"read_us_median": round(r["read_us_median"], 2),
+                         "change_period_ms": r.get("change_period_ms")}
+            for r in figures["rails"]})
+        return figures
 
     def _sensor_root(self) -> Path:
         s = self.plan.sampler
@@ -367,7 +385,7 @@ class Campaign:
                              trapezoid_vs_counter=timing.get("trapezoid_vs_counter"))
             self._phase_done("benchmark", window, label, status="done" if outcome.ok else "failed")
             if outcome.ok:
-                entry.update(status="done", reason=None)
+                entry.update(status="done", reason=None, alignment=_alignment(mdir))
                 m.write()
                 log.info("model_finished", samples=integ.count, avg_power_uw=integ.mean_uw,
                          seconds=round((end - start) / 1e9, 3))
@@ -448,6 +466,36 @@ def _windows(phases: dict[str, dict[str, int]]) -> dict[str, tuple[int, int]]:
     """The worker's phases that have both ends, as (start_ns, end_ns)."""
     return {name: (int(p["start_ns"]), int(p["end_ns"])) for name, p in phases.items()
             if p.get("start_ns") and p.get("end_ns")}
+
+
+PROBE_SECONDS = 1.0
+
+
+def _time_method(sensor: SensorSet) -> dict[str, Any]:
+    """How power samples and layer stamps share one time base, and how far apart they may be."""
+    periods = [d.get("update_interval") for d in sensor.devices if d.get("update_interval")]
+    return {
+        "clock": "CLOCK_MONOTONIC ns in the sampler, the supervisor and the workers",
+        "wall_text": "derived from monotonic stamps through the run's anchor pair (manifest "
+                     "'anchor'), by one function; anchor error is its 'error_ns'",
+        "sample_stamp": "mid-point of the read pass (the pass takes microseconds)",
+        "sample_age": (f"a value is the chip's latest conversion: up to update_interval "
+                       f"({', '.join(f'{p} ms' for p in periods)}) old" if periods else
+                       "a value is the source's latest: see 'probe' for how often it changes"),
+        "layer_stamp": "end of the layer's reconstructed window: inference start + the latencies "
+                       "of the layers before it; per model method and expected error in "
+                       "models.<name>.alignment",
+    }
+
+
+def _alignment(model_dir: Path) -> dict[str, Any] | None:
+    """The worker's layer-alignment method and expected error, from its metadata."""
+    try:
+        meta = json.loads((model_dir / "jetpower_worker.json").read_text())
+    except (OSError, ValueError):
+        return None
+    found = meta.get("alignment") if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else None
 
 
 def _unwrap(error: Exception) -> Exception:
