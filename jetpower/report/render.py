@@ -186,8 +186,14 @@ def render_markdown(rep: Report, images: dict[str, str], layer_rows_shown: int =
         add(f"- {len(r.layers)} layers, {r.layers[0].latency.n} profiled runs; "
             f"{len(refused)} layers with fewer than {rep.min_layer_samples} samples get no "
             "energy estimate")
-        total = sum(x.energy.energy_j for x in r.layers if x.energy.energy_j is not None)
-        add(f"- sum of estimated layer energies: {total * 1e3:.4f} mJ per profiled inference")
+        estimated = [x.energy.energy_j for x in r.layers if x.energy.energy_j is not None]
+        if estimated:
+            add(f"- sum of the {len(estimated)} estimated layer energies: "
+                f"{sum(estimated) * 1e3:.4f} mJ per profiled inference (the other layers "
+                "have no estimate, so this is not the inference's energy)")
+        else:
+            add("- no layer has enough samples for an energy estimate: profile more runs, or "
+                "sample faster where the sensor's values change faster")
         add("")
         if r.model.name in images:
             add(f"![{_md_name(r.model.name)} layers]({images[r.model.name]})\n")
