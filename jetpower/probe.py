@@ -70,11 +70,8 @@ def change_periods(sensor: SensorSet, seconds: float = 1.0) -> dict[str, dict[st
     with tempfile.TemporaryDirectory(prefix="jetpower-probe-") as tmp:
         ring = Path(tmp) / "probe.ring"
         capacity = int(seconds * PROBE_RATE_HZ) + 1024
-        _native.run_loop(
-            ring, [str(c.path) for c in channels], [c.name for c in channels],
-            [c.unit for c in channels], capacity=capacity, rate_hz=PROBE_RATE_HZ,
-            max_samples=capacity, max_seconds=seconds, install_signals=False,
-        )
+        _native.run_channels(ring, channels, capacity=capacity, rate_hz=PROBE_RATE_HZ,
+                             max_samples=capacity, max_seconds=seconds, install_signals=False)
         with _native.RingReader(ring) as reader:
             records, _ = reader.drain(capacity)
             rows = list(records)

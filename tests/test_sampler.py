@@ -186,8 +186,7 @@ def test_ring_version_is_checked(three_rail_tree: Path, tmp_path: Path) -> None:
     sensor = discover(three_rail_tree)
     ch = sensor.channels
     ring = tmp_path / "ring"
-    _native.run_loop(ring, [str(c.path) for c in ch], [c.name for c in ch], [c.unit for c in ch],
-                     capacity=16, rate_hz=0, max_samples=4, install_signals=False)
+    _native.run_channels(ring, ch, capacity=16, rate_hz=0, max_samples=4, install_signals=False)
     with _native.RingReader(ring) as r:
         assert r.ready()
     data = bytearray(ring.read_bytes())
@@ -236,8 +235,8 @@ def test_deadline_pacing_keeps_rate(three_rail_tree: Path, tmp_path: Path) -> No
     sensor = discover(three_rail_tree)
     ch = sensor.channels
     ring = tmp_path / "ring"
-    _native.run_loop(ring, [str(c.path) for c in ch], [c.name for c in ch], [c.unit for c in ch],
-                     capacity=1024, rate_hz=500, max_samples=250, install_signals=False)
+    _native.run_channels(ring, ch, capacity=1024, rate_hz=500, max_samples=250,
+                         install_signals=False)
     with _native.RingReader(ring) as r:
         rows = list(r.drain(1024)[0])
         missed = r.counters().missed_deadlines

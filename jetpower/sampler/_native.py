@@ -11,6 +11,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from jetpower.errors import SamplerError
 
@@ -141,6 +142,23 @@ def run_loop(
     del keep_p, keep_n, keep_u
     if rc != 0:
         raise SamplerError(ffi.string(err).decode(errors="replace") or os.strerror(-rc))
+
+
+class ChannelLike(Protocol):
+    """What the loop needs of a channel (``jetpower.sensors.Channel`` is one)."""
+
+    @property
+    def path(self) -> object: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit(self) -> str: ...
+
+
+def run_channels(ring_path: Path, channels: Sequence[ChannelLike], **kwargs: Any) -> None:
+    """:func:`run_loop` over ``channels``, in their order."""
+    run_loop(ring_path, [str(c.path) for c in channels], [c.name for c in channels],
+             [c.unit for c in channels], **kwargs)
 
 
 @dataclass(frozen=True, slots=True)
