@@ -43,7 +43,8 @@ def _human(r: dict[str, Any]) -> str:
         "SIMULATED sensor: these numbers are not measurements" if r["simulated"] else None,
         f"source {r['source']}  board {r['board'] or 'unknown'}  JetPack {r['jetpack'] or '-'} "
         f"(L4T {r['l4t'] or '-'})  kernel {r['kernel']}",
-        f"update_interval {r['update_interval']}  samples {r['samples']}",
+        (f"update_interval {r['update_interval']}  samples {r['samples']}"
+         if any(v is not None for v in r["update_interval"].values()) else None),
         "",
         f"{'rail':<20} {'power from':<10} {'read us p50':>11} {'p99':>7} "
         f"{'changes every':>14}  files",
