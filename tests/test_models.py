@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from jetpower import models
+
+torch = pytest.importorskip("torch")
 
 
 def test_lenet_shape():

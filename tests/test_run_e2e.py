@@ -14,6 +14,9 @@ import pytest
 
 from tests.campaign import REPO, Live, jp, log_events, manifest, samples, write_plan
 
+# every campaign here needs workers that run models: PyTorch
+pytestmark = pytest.mark.torch
+
 MODELS = ("lenet", "tinycnn")
 LINE = re.compile(r"\d{8}-\d\d:\d\d:\d\d\.\d{6},-?\d+,-?\d+(\.\d+)?")
 WALL = "%Y%m%d-%H:%M:%S.%f"

@@ -55,6 +55,7 @@ def test_sampler_killed_stops_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.torch
 def test_sampler_restarted(tmp_path: Path) -> None:
     """With restart_on_failure, a killed sampler is restarted and the run completes (exit 0)."""
     d = tmp_path / "result"
@@ -79,6 +80,7 @@ def test_sampler_restarted(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.torch
 def test_worker_killed(tmp_path: Path) -> None:
     """A SIGKILLed worker fails its model ("killed by SIGKILL"); the next model runs; exit 1."""
     d = tmp_path / "result"
@@ -100,6 +102,7 @@ def test_worker_killed(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.torch
 def test_worker_hang_times_out(tmp_path: Path) -> None:
     """A worker hanging past its timeout is stopped, its model failed; the campaign goes on."""
     d = tmp_path / "result"
@@ -120,6 +123,7 @@ def test_worker_hang_times_out(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.torch
 def test_worker_exit_status_recorded(tmp_path: Path) -> None:
     """Workers exiting 1 or failing with an error fail their model with the reason recorded."""
     d = tmp_path / "result"
@@ -190,6 +194,7 @@ def test_supervisor_sigkilled_leaves_no_orphans(tmp_path: Path) -> None:
     assert m["models"]["hangs"]["status"] == "running"
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("when", ["idle", "model"])
 def test_sensor_file_vanishes(tmp_path: Path, when: str) -> None:
     """A sensor file removed mid-run: channel_failed in log and manifest, run finishes, exit 3."""

@@ -382,6 +382,7 @@ def _upload_plan(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.torch
 def test_campaign_uploads_its_result_at_the_end(server: FakeDagsHub, tmp_path: Path) -> None:
     """A campaign with [upload] sends every file of its result directory, then exits 0."""
     d = tmp_path / "result"

@@ -10,8 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from jetpower.worker.config import WorkerConfig
 from tests.worker_helpers import FAKES, check_layout
+
+# the workers here run models: PyTorch
+pytestmark = pytest.mark.torch
 
 ROOT = Path(__file__).resolve().parents[1]
 

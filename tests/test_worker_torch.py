@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from jetpower.worker import runner
 from jetpower.worker.config import WorkerConfig, WorkerConfigError
 from jetpower.worker.progress import Progress
 from jetpower.worker.torch_backend import TorchBackend
 from tests.worker_helpers import check_layout, windows_ordered
+
+torch = pytest.importorskip("torch")
 
 
 def _cfg(tmp_path, model, **kw):

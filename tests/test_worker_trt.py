@@ -6,13 +6,14 @@ import json
 import sys
 
 import pytest
-import torch
 
 from jetpower.worker import runner
 from jetpower.worker.config import WorkerConfig
 from jetpower.worker.profile import LayerProfile
 from jetpower.worker.progress import Progress
 from tests.worker_helpers import FAKES, check_layout, windows_ordered
+
+torch = pytest.importorskip("torch")
 
 
 @pytest.fixture
