@@ -161,7 +161,16 @@ class Recorder:
                 self._fh = None
 
     async def drain(self) -> int:
-        """Copy out everything published so far; feed the sinks; append to the CSV."""
+        """Copy out everything published so far; feed the sinks; append to the CSV.
+
+        Never cut short by a cancellation (a phase's end interrupted by SIGINT, the pump
+        stopped): cancelling the await of an aiofiles write does not stop the write in its
+        executor thread, and the file's close could then run before it and lose those rows.
+        Shielded, the drain finishes while it holds the lock, and a later close waits for it.
+        """
+        return await asyncio.shield(self._drain_locked())
+
+    async def _drain_locked(self) -> int:
         async with self._lock:
             if self._closed:  # the sampler's reader may be closed already
                 return 0
