@@ -28,7 +28,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from jetpower.sampler.process import default_cpu, start_sampler
+from jetpower.sampler.process import default_cpu, ring_dir_parent, start_sampler
 from jetpower.sensors import discover
 from jetpower.sensors.simulate import create_tree
 
@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=3.0, help="length of max-rate runs")
     args = ap.parse_args()
     cpu = default_cpu()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=ring_dir_parent()) as tmp:
         tree = create_tree(Path(tmp) / "tree")  # static values: no generator competing for CPU
         sensor = discover(tree)
         paths = [str(c.path) for c in sensor.channels]

@@ -202,8 +202,12 @@ int jp_sampler_run(const char *ring_path, const char **paths, const char **names
         rc = fail(errbuf, errlen, errno, "cannot create ring file %s", ring_path);
         goto out;
     }
-    if (ftruncate(ring_fd, (off_t)map_size) != 0) {
-        rc = fail(errbuf, errlen, errno, "cannot size ring file %s", ring_path);
+    /* Reserve every block now: on a full tmpfs a later store into the mapping would be a
+     * SIGBUS; here it is a clear error before the loop starts. */
+    int fa = posix_fallocate(ring_fd, 0, (off_t)map_size);
+    if (fa != 0) {
+        rc = fail(errbuf, errlen, fa, "cannot reserve %zu bytes for ring file %s", map_size,
+                  ring_path);
         goto out;
     }
     map = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);

@@ -243,3 +243,13 @@ def test_deadline_pacing_keeps_rate(three_rail_tree: Path, tmp_path: Path) -> No
     span = (rows[-1][1] - rows[0][1]) / 1e9
     # 249 intervals of 2 ms, plus one period per missed deadline
     assert span == pytest.approx((249 + missed) * 0.002, abs=0.002)
+
+
+def test_ring_goes_to_shared_memory_when_it_fits() -> None:
+    """The ring's directory is /dev/shm when there is room for it, else the temporary dir."""
+    from jetpower.sampler.process import SHM, ring_dir_parent
+
+    if not os.access(SHM, os.W_OK):
+        pytest.skip("no writable /dev/shm here")
+    assert ring_dir_parent(1 << 20) == SHM
+    assert ring_dir_parent(1 << 60) is None, "a ring larger than shared memory goes to disk"

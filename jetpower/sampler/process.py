@@ -25,6 +25,24 @@ from jetpower.sensors import SensorSet
 DEFAULT_CAPACITY = 65536
 
 
+SHM = "/dev/shm"  # noqa: S108  (a private directory is made inside it)
+
+
+def ring_dir_parent(ring_bytes: int = 64 << 20) -> str | None:
+    """Where the ring's temporary directory goes: shared memory when there is room.
+
+    A ring mapped from a file on disk is written back by the kernel every few seconds (a store
+    into a page under writeback can stall the sampling loop) and wears a Jetson's eMMC or SD
+    card; tmpfs has neither.  ``None``: the system's temporary directory.
+    """
+    try:
+        st = os.statvfs(SHM)
+    except OSError:
+        return None
+    free = st.f_bavail * st.f_frsize
+    return SHM if os.access(SHM, os.W_OK | os.X_OK) and free > 2 * ring_bytes else None
+
+
 def default_cpu() -> int:
     """The last CPU this process may run on (on a Jetson: the last online core)."""
     return max(os.sched_getaffinity(0))
