@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=3.0, help="length of max-rate runs")
     args = ap.parse_args()
     cpu = default_cpu()
-    with tempfile.TemporaryDirectory(dir=ring_dir_parent()) as tmp:
+    with tempfile.TemporaryDirectory(dir=ring_dir_parent(64 << 20)) as tmp:
         tree = create_tree(Path(tmp) / "tree")  # static values: no generator competing for CPU
         sensor = discover(tree)
         paths = [str(c.path) for c in sensor.channels]

@@ -34,7 +34,7 @@ from jetpower.errors import (
 from jetpower.log import get_logger, log_to_file
 from jetpower.manifest import Manifest
 from jetpower.plan import ModelPlan, Plan
-from jetpower.sampler.process import ring_dir_parent
+from jetpower.sampler.process import ring_bytes, ring_dir_parent
 from jetpower.sampler.stream import Decoder
 from jetpower.sensors import SensorSet
 from jetpower.timebase import STAMP_FMT, Anchor, monotonic_ns, wall_text
@@ -194,7 +194,8 @@ class Campaign:
         self.decoder = decoder
         assert self.manifest is not None
         self.manifest.data["power_log_columns"] = decoder.log_columns_note
-        with tempfile.TemporaryDirectory(prefix="jetpower-ring-", dir=ring_dir_parent()) as tmp:
+        size = ring_bytes(self.plan.sampler.ring_capacity, len(sensor.channels))
+        with tempfile.TemporaryDirectory(prefix="jetpower-ring-", dir=ring_dir_parent(size)) as tmp:
             service = SamplingService(self.plan, self.manifest, decoder, Path(tmp),
                                       resume=self.resume,
                                       earlier_samples_files=self.earlier_samples_files)

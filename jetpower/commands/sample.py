@@ -17,7 +17,12 @@ from jetpower._fs import atomic_write_json, prepare_new_dir
 from jetpower.acquire import PowerLogSink, Recorder, WindowSink, sensor_source
 from jetpower.errors import UsageError
 from jetpower.log import configure_logging, get_logger
-from jetpower.sampler.process import DEFAULT_CAPACITY, ring_dir_parent, start_sampler
+from jetpower.sampler.process import (
+    DEFAULT_CAPACITY,
+    ring_bytes,
+    ring_dir_parent,
+    start_sampler,
+)
 from jetpower.sampler.stream import Decoder
 from jetpower.sensors import SOURCES
 from jetpower.timebase import Anchor, monotonic_ns
@@ -93,7 +98,8 @@ async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, A
     ) as sensor:
         out = prepare_new_dir(args.out)
         decoder = Decoder(sensor)
-        with tempfile.TemporaryDirectory(prefix="jetpower-ring-", dir=ring_dir_parent()) as tmp:
+        parent = ring_dir_parent(ring_bytes(args.capacity, len(sensor.channels)))
+        with tempfile.TemporaryDirectory(prefix="jetpower-ring-", dir=parent) as tmp:
             ring = Path(tmp) / "sampler.ring"
             async with start_sampler(
                 sensor, ring, rate_hz=args.rate, cpu=args.cpu, capacity=args.capacity

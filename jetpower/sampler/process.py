@@ -28,7 +28,12 @@ DEFAULT_CAPACITY = 65536
 SHM = "/dev/shm"  # noqa: S108  (a private directory is made inside it)
 
 
-def ring_dir_parent(ring_bytes: int = 64 << 20) -> str | None:
+def ring_bytes(capacity: int, nchan: int) -> int:
+    """Size of a ring file: the header and ``capacity`` records of ``nchan`` values."""
+    return 8192 + capacity * (32 + 8 * nchan)
+
+
+def ring_dir_parent(ring_bytes: int) -> str | None:
     """Where the ring's temporary directory goes: shared memory when there is room.
 
     A ring mapped from a file on disk is written back by the kernel every few seconds (a store
