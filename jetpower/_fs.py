@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,6 +42,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 4) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def first_free(candidate: Callable[[int], Path]) -> Path:
+    """``candidate(k)`` for the smallest k >= 1 that does not exist yet (never overwrite)."""
+    k = 1
+    while (path := candidate(k)).exists():
+        k += 1
+    return path
 
 
 def sha256_file(path: Path) -> str:

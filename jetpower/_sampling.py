@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jetpower._fs import first_free
 from jetpower.acquire import Recorder
 from jetpower.errors import SamplerError
 from jetpower.log import get_logger
@@ -80,17 +81,9 @@ class SamplingService:
             self.handle.reader.request_rate(rate_hz)
 
     async def drain_now(self) -> None:
-        """Everything sampled until now, fed to the sinks (waits for the straddling sample)."""
-        rate = self.current_rate()
-        await asyncio.sleep(2 / rate if rate > 0 else 0.002)
+        """Everything sampled until now, fed to the sinks (see :meth:`Recorder.drain_now`)."""
         if self.recorder is not None:
-            await self.recorder.drain()
-
-    def _free_name(self, stem: str, suffix: str) -> str:
-        k = 1
-        while (self.result_dir / f"{stem}{k}{suffix}").exists():
-            k += 1
-        return f"{stem}{k}{suffix}"
+            await self.recorder.drain_now()
 
     async def run(self) -> None:
         """Run the sampler until ``stopping`` is set; replace it if it dies and the plan says so."""
@@ -109,7 +102,8 @@ class SamplingService:
                 csv_name = SAMPLES_CSV if not self.samples_files else \
                     f"jetpower_samples.part{len(self.samples_files) + 1}.csv"
                 if (self.result_dir / csv_name).exists():  # a resumed run: never overwrite
-                    csv_name = self._free_name("jetpower_samples.resume", ".csv")
+                    csv_name = first_free(
+                        lambda k: self.result_dir / f"jetpower_samples.resume{k}.csv").name
                 self.samples_files.append(csv_name)
                 assert self.manifest is not None
                 self.manifest.data["sampler"]["samples_files"] = \

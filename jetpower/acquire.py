@@ -199,6 +199,13 @@ class Recorder:
                 await self._fh.write(text)
                 self.csv_bytes += len(text)
 
+    async def drain_now(self) -> int:
+        """Everything sampled until now: waits for the sample that straddles this instant (the
+        sampler publishes it at most a period later), then drains."""
+        rate = self.handle.reader.current_rate()
+        await asyncio.sleep(max(0.002, 2 / rate) if rate > 0 else 0.002)
+        return await self.drain()
+
     async def flush(self) -> None:
         """Push what was written to the samples CSV to the file, so that it can be read back."""
         async with self._lock:

@@ -20,7 +20,7 @@ import structlog
 
 from jetpower import environment, thermal
 from jetpower._compat import TaskGroup
-from jetpower._fs import atomic_write_json, prepare_new_dir
+from jetpower._fs import atomic_write_json, first_free, prepare_new_dir
 from jetpower._sampling import SamplingService
 from jetpower._workerproc import failure_file_reason, run_worker
 from jetpower.acquire import PowerLogSink, Recorder, WindowSink, sensor_source
@@ -324,10 +324,7 @@ class Campaign:
 
     @staticmethod
     def _aside(path: Path) -> Path:
-        k = 1
-        while (cand := path.with_name(f"{path.name}.attempt-{k}")).exists():
-            k += 1
-        return cand
+        return first_free(lambda k: path.with_name(f"{path.name}.attempt-{k}"))
 
     async def _model(self, mp: ModelPlan, index: int) -> bool:
         m = self.manifest

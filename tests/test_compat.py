@@ -13,6 +13,14 @@ class Boom(Exception):
     pass
 
 
+async def _forever(ended: list[str]) -> None:
+    """A task that runs until cancelled, and says when it ended."""
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        ended.append("task")
+
+
 def test_failing_task_cancels_the_body_and_raises() -> None:
     """A task that fails (the sampler dying) interrupts the block's body and its error surfaces."""
     reached: list[str] = []
@@ -21,19 +29,15 @@ def test_failing_task_cancels_the_body_and_raises() -> None:
         await asyncio.sleep(0.01)
         raise Boom("sampler died")
 
-    async def forever() -> None:
-        await asyncio.sleep(3600)
-
     async def main() -> None:
         async with FallbackTaskGroup() as tg:
             tg.create_task(fails())
-            other = tg.create_task(forever())
+            tg.create_task(_forever([]))
             try:
                 await asyncio.sleep(3600)  # the campaign's sequence
             finally:
                 reached.append("body cancelled")
         reached.append("not reached")
-        del other
 
     with pytest.raises(Boom, match="sampler died"):
         asyncio.run(asyncio.wait_for(main(), 5))
@@ -44,15 +48,9 @@ def test_body_error_cancels_tasks() -> None:
     """An error in the body cancels the tasks and is raised once they have ended."""
     ended: list[str] = []
 
-    async def forever() -> None:
-        try:
-            await asyncio.sleep(3600)
-        finally:
-            ended.append("task")
-
     async def main() -> None:
         async with FallbackTaskGroup() as tg:
-            tg.create_task(forever())
+            tg.create_task(_forever(ended))
             await asyncio.sleep(0.01)
             raise Boom("in the body")
 
@@ -65,15 +63,9 @@ def test_outside_cancellation_cancels_tasks_and_propagates() -> None:
     """Cancelling the task that holds the group (SIGINT) ends the tasks and stays a cancel."""
     ended: list[str] = []
 
-    async def forever() -> None:
-        try:
-            await asyncio.sleep(3600)
-        finally:
-            ended.append("task")
-
     async def holder() -> None:
         async with FallbackTaskGroup() as tg:
-            tg.create_task(forever())
+            tg.create_task(_forever(ended))
             await asyncio.sleep(3600)
 
     async def main() -> bool:

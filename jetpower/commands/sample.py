@@ -131,11 +131,9 @@ async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, A
                     finally:
                         end = monotonic_ns()
                         window.end_ns = plog.end_ns = end
-                        # let the sampler publish the samples that straddle the end
-                        await asyncio.sleep(max(0.002, 2 / args.rate if args.rate else 0.002))
+                        await rec.drain_now()
                         pump.cancel()
                         await asyncio.gather(pump, return_exceptions=True)
-                        await rec.drain()
                         await plog.close()
                 report = await handle.stop()
                 counters = handle.reader.counters()
