@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from jetpower import _native
+from jetpower.acquire.process import start_sampler
 from jetpower.errors import SamplerError
-from jetpower.sampler import _native
-from jetpower.sampler.process import start_sampler
 from jetpower.sensors import discover
 
 HW = "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon0"
@@ -247,7 +247,7 @@ def test_deadline_pacing_keeps_rate(three_rail_tree: Path, tmp_path: Path) -> No
 
 def test_ring_goes_to_shared_memory_when_it_fits() -> None:
     """The ring's directory is /dev/shm when there is room for it, else the temporary dir."""
-    from jetpower.sampler.process import SHM, ring_dir_parent
+    from jetpower.acquire.process import SHM, ring_dir_parent
 
     if not os.access(SHM, os.W_OK):
         pytest.skip("no writable /dev/shm here")

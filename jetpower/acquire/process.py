@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jetpower._proc import child, terminate
+from jetpower._native import RingReader
+from jetpower._process import child, terminate
 from jetpower.errors import SamplerError
-from jetpower.sampler._native import RingReader
 from jetpower.sensors import SensorSet
 
 DEFAULT_CAPACITY = 65536
