@@ -401,6 +401,7 @@ struct jp_nvml_poller *jp_nvml_start_poller(struct jp_nvml_chan *chans, uint32_t
         *err = rc;
         return NULL;
     }
+    pthread_setname_np(p->thread, "jp-nvml-poller"); /* for top -H and /proc/<pid>/task */
     return p;
 }
 

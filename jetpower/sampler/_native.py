@@ -10,11 +10,12 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jetpower.errors import SamplerError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 try:
     from jetpower._sampler import ffi, lib
@@ -50,6 +51,8 @@ def record_dtype(nchan: int) -> np.dtype:
     call, which may precede ``t_start_ns``; 0 and 0 when no read was attempted, i.e. the channel
     is gone).
     """
+    import numpy as np  # here, not at import: the sampler child never needs it
+
     dt = np.dtype([
         ("seq", "<u8"), ("t_start_ns", "<i8"), ("t_end_ns", "<i8"), ("valid_mask", "<u8"),
         ("values", "<i8", (nchan,)), ("read_start_ns", "<i8", (nchan,)),
@@ -253,6 +256,8 @@ class Records:
         return len(self.array)
 
     def __iter__(self) -> Iterator[tuple[int, ...]]:
+        import numpy as np
+
         width = self.array.dtype.itemsize // 8  # every field is 8 bytes
         flat = self.array.view(np.int64).reshape(len(self.array), width)
         return map(tuple, flat[:, : 4 + self.nchan].tolist())
@@ -290,6 +295,8 @@ class Records:
 
     def valid(self) -> np.ndarray:
         """``(len, nchan)`` bool: channel i's value is a good reading."""
+        import numpy as np
+
         bits = np.arange(self.nchan, dtype=np.uint64)
         return ((self.valid_mask[:, None] >> bits) & np.uint64(1)).astype(bool)
 
@@ -389,6 +396,8 @@ class RingReader:
         ``lost`` counts records overwritten before this reader got to them; they are also added to
         the header's overrun counter, never returned as data.
         """
+        import numpy as np
+
         info = self.info
         if self._dtype is None:
             self._dtype = record_dtype(info.nchan)
