@@ -305,6 +305,10 @@ class RingReader:
     """Reads a sampler's ring-buffer file; the acquire side of the protocol lives in C."""
 
     def __init__(self, path: Path) -> None:
+        # numpy is imported by the reading side only (the sampler child never needs it, nor its
+        # BLAS threads), and here, at open, not in the first drain: that import takes ~0.15 s
+        import numpy  # noqa: F401
+
         err = ffi.new("char[]", _ERRLEN)
         r = lib.jp_reader_open(os.fsencode(path), err, _ERRLEN)
         if r == ffi.NULL:

@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The ring's reader drains into numpy arrays.  Imported now, with this module, so that its ~0.15 s
+# import never falls between a sampler's start and its ready handshake (the sampler child itself
+# never imports numpy).
+import numpy  # noqa: F401
+
 from jetpower._proc import child, terminate
 from jetpower.errors import SamplerError
 from jetpower.sampler._native import RingReader, record_size
