@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from jetpower.models import build as build_model
 from jetpower.worker.config import WorkerConfig
+from jetpower.worker.models import build as build_model
 
 
 def event_loop(model_name: str, shape: tuple[int, ...], runs: int, warmup: int) -> float:

@@ -31,8 +31,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from jetpower.sampler._native import MAX_RATE_HZ
-from jetpower.sampler.process import default_cpu, ring_dir_parent, start_sampler
+from jetpower._native import MAX_RATE_HZ
+from jetpower.acquire.process import default_cpu, ring_dir_parent, start_sampler
 from jetpower.sensors import discover
 from jetpower.sensors.simulate import create_tree
 
@@ -64,7 +64,7 @@ _BARE = textwrap.dedent(
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
     except OSError:
         pass
-    from jetpower.sampler import _native
+    from jetpower import _native
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     if spec["kind"] == "pread":
         out = {"passes": _native.bench_pread_loop(spec["paths"], spec["seconds"])}

@@ -1,5 +1,5 @@
 # Type stub for the cffi-compiled module jetpower._sampler (built by build.py from
-# csrc/jp_sampler.h).  Only jetpower.sampler._native imports it.  cffi objects (pointers, arrays,
+# csrc/jp_sampler.h).  Only jetpower._native imports it.  cffi objects (pointers, arrays,
 # struct views) are typed Any: cffi ships no types for them.
 from typing import Any
 

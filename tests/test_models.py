@@ -1,10 +1,10 @@
-"""jetpower.models: building models by name."""
+"""jetpower.worker.models: building models by name."""
 
 from __future__ import annotations
 
 import pytest
 
-from jetpower import models
+from jetpower.worker import models
 
 torch = pytest.importorskip("torch")
 

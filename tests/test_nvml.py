@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jetpower import probe
+from jetpower import _native
+from jetpower.acquire import probe, samples_csv
+from jetpower.acquire.decode import Decoder
+from jetpower.acquire.energy import CounterEnergy
+from jetpower.acquire.process import start_sampler
 from jetpower.errors import SamplerError, SensorError
-from jetpower.sampler import _native
-from jetpower.sampler.process import start_sampler
-from jetpower.sampler.stream import Decoder
 from jetpower.sensors import SensorSet, discover
 
 FAKE_SRC = Path(__file__).parent / "fake_nvml" / "fake_nvml.c"
@@ -178,16 +179,16 @@ def test_decoder_power_and_counter_energy(nvml, tmp_path: Path, no_leaked_childr
     sensor = discover(tmp_path, "nvml")
     rows = _run_sampler(sensor, tmp_path / "ring", n=30)
     dec = Decoder(sensor)
-    assert dec.columns == ["t_ns", "GPU0_uW", "GPU0_uJ", "total_uW"]
+    assert samples_csv.columns(sensor) == ["t_ns", "GPU0_uW", "GPU0_uJ", "total_uW"]
     assert dec.counter_rails == ("GPU0",)
     readings = list(dec.decode(rows))
     assert [r.rails[0][2] for r in readings] == [row[4] * 1000.0 for row in rows]
-    ce = dec.counter_energy("GPU0")
+    ce = CounterEnergy(dec.counter_wrap_uj("GPU0"))
     for r in readings[5:25]:
         ce.add(r.t_ns, r.energy_uj[0])
     # the counter comes from the poller: the window's energy is its last minus its first reading
     assert ce.energy_uj == (rows[24][5] - rows[5][5]) * 1000 and ce.count == 20
-    assert dec.csv_row(readings[0]).split(",")[2] == str(rows[0][5] * 1000)
+    assert samples_csv.Writer(sensor).row(readings[0]).split(",")[2] == str(rows[0][5] * 1000)
 
 
 def test_probe_measures_nvml_channels(nvml, tmp_path: Path) -> None:
@@ -220,7 +221,8 @@ def test_auto_order_jetson_first_then_nvml(nvml, three_rail_tree: Path, tmp_path
 
 def test_power_log_equivalent_without_voltage(nvml, tmp_path: Path) -> None:
     """A source without voltage writes the power log as 1000 mV x (power in mW): uW product."""
-    from jetpower.sampler.stream import NOMINAL_MV, power_log_line
+    from jetpower.acquire.decode import NOMINAL_MV
+    from jetpower.acquire.power_log import power_log_line
     from jetpower.timebase import Anchor
 
     sensor = discover(tmp_path, "nvml")
@@ -307,7 +309,7 @@ def test_poller_thread_keeps_off_the_loops_cpu(nvml, tmp_path: Path,
 _POLLER_FAILS = """
 import os, signal, sys
 from jetpower.errors import SamplerError
-from jetpower.sampler import _native
+from jetpower import _native
 ring, lib = sys.argv[1], os.environ["JETPOWER_NVML_LIB"]
 def leaks():
     maps = open("/proc/self/maps").read()

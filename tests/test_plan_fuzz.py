@@ -13,9 +13,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jetpower._plan_models import BENCHMARK_KEYS
 from jetpower.errors import PlanError
 from jetpower.plan import _SECTION_KEYS, Plan, parse_plan
+from jetpower.plan._models import BENCHMARK_KEYS
 
 # The keys the plan knows, so generated documents reach the value checks, not only "unknown key".
 SECTIONS = ("run", "idle", "cooldown", "sampler", "benchmark", "upload")

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from jetpower.acquire import samples_csv
+from jetpower.acquire.decode import Decoder
+from jetpower.acquire.energy import CounterEnergy, Integrator
+from jetpower.acquire.process import start_sampler
 from jetpower.errors import SensorError
-from jetpower.sampler.process import start_sampler
-from jetpower.sampler.stream import CounterEnergy, Decoder, Integrator
 from jetpower.sensors import discover
 
 CAP = "sys/class/powercap"
@@ -107,7 +109,7 @@ def test_counter_power_first_sample_none_and_wrap(tmp_path: Path) -> None:
     assert got[2] == pytest.approx(700_000)             # 20000 + 1e6 - 950000 in 0.1 s
     assert got[3] is None                               # invalid read
     assert got[4] == pytest.approx(100_000 / 0.2)       # spans the invalid read
-    assert dec.columns == ["t_ns", "package-0_uW", "package-0_uJ", "total_uW"]
+    assert samples_csv.columns(dec.sensor) == ["t_ns", "package-0_uW", "package-0_uJ", "total_uW"]
 
 
 def test_counter_energy_across_wrap(tmp_path: Path) -> None:
@@ -154,7 +156,8 @@ def test_sampler_reads_counters_and_energies_agree(tmp_path: Path, no_leaked_chi
     window = [r for r in readings if r.energy_uj[0] is not None]
     assert min(r.energy_uj[0] for r in window) < 100_000, "the counter wrapped during the run"
     assert dec.integration_rule == "hold"
-    ce, integ = dec.counter_energy("package-0"), Integrator(dec.integration_rule)
+    ce = CounterEnergy(dec.counter_wrap_uj("package-0"))
+    integ = Integrator(dec.integration_rule)
     steps = 0.0  # counter power holds over (t_prev, t]: its step integral is the counter's energy
     for prev, r in zip([None, *window], window):
         ce.add(r.t_ns, r.energy_uj[0])

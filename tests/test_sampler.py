@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jetpower import _native
+from jetpower.acquire.process import start_sampler
 from jetpower.errors import SamplerError
-from jetpower.sampler import _native
-from jetpower.sampler.process import start_sampler
 from jetpower.sensors import discover
 
 HW = "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon0"
@@ -249,7 +249,7 @@ def test_deadline_pacing_keeps_rate(three_rail_tree: Path, tmp_path: Path) -> No
 
 def test_ring_goes_to_shared_memory_when_it_fits() -> None:
     """The ring's directory is /dev/shm when there is room for it, else the temporary dir."""
-    from jetpower.sampler.process import SHM, ring_dir_parent
+    from jetpower.acquire.process import SHM, ring_dir_parent
 
     if not os.access(SHM, os.W_OK):
         pytest.skip("no writable /dev/shm here")
@@ -414,7 +414,7 @@ def test_time_limit_cuts_a_long_sleep(three_rail_tree: Path, tmp_path: Path) -> 
 
 _SIGINT_AT_1HZ = """
 import os, signal, sys, threading, time
-from jetpower.sampler import _native
+from jetpower import _native
 paths, names, units = sys.argv[1].split(","), sys.argv[2].split(","), sys.argv[3].split(",")
 threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
 t0 = time.monotonic()

@@ -242,7 +242,7 @@ def test_check_access_retries_a_flaky_server(server: FakeDagsHub) -> None:
 
 def test_missing_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the dagshub package the error tells the user to install jetpower[upload]."""
-    monkeypatch.delitem(sys.modules, "jetpower._dagshub", raising=False)
+    monkeypatch.delitem(sys.modules, "jetpower.upload._client", raising=False)
     for name in list(sys.modules):
         if name == "dagshub" or name.startswith("dagshub."):
             monkeypatch.setitem(sys.modules, name, None)  # makes `import dagshub...` fail

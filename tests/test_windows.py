@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jetpower.sampler.stream import SAMPLES_HEADER_LINE
-from jetpower.windows import read_segment, window_energies
+from jetpower.acquire.energy import read_segment, window_energies
+from jetpower.acquire.samples_csv import HEADER_LINE as SAMPLES_HEADER_LINE
 
 
 def _write(path: Path, rows: list[str], header: str = "t_ns,GPU0_uW,GPU0_uJ,total_uW") -> int:

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jetpower.acquire.process import default_cpu, start_sampler
 from jetpower.errors import SensorError
-from jetpower.sampler.process import default_cpu, start_sampler
 from jetpower.sensors import discover
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from jetpower.models import build
+from jetpower.worker.models import build
 
 
 def main() -> None:

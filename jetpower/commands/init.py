@@ -20,9 +20,9 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from jetpower._plan_schema import toml_string
 from jetpower.errors import JetpowerError, SensorError, UsageError
 from jetpower.plan import ORIGINAL_MODELS, SOURCES, parse_plan
+from jetpower.plan._schema import toml_string
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jetpower.acquire import sensor_source
+from jetpower.acquire.recorder import sensor_source
 from jetpower.errors import UsageError
 from jetpower.log import configure_logging
 from jetpower.sensors import SOURCES
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def _probe(args: argparse.Namespace) -> dict[str, Any]:
-    from jetpower.probe import probe
+    from jetpower.acquire.probe import probe
 
     source = "simulated" if args.simulate else args.source
     async with sensor_source(root=args.root, source=source) as sensor:

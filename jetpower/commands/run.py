@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def _main(campaign_args: argparse.Namespace, caught: list[int]) -> int:
-    from jetpower.supervisor import Campaign
+    from jetpower.campaign.supervisor import Campaign
 
     plan = load_plan(campaign_args.plan)
     if campaign_args.result_dir is not None:

@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from jetpower._fs import atomic_write_json, prepare_new_dir
-from jetpower.acquire import PowerLogSink, Recorder, WindowSink, sensor_source
-from jetpower.errors import UsageError
-from jetpower.log import configure_logging, get_logger
-from jetpower.sampler.process import (
+from jetpower.acquire.decode import Decoder
+from jetpower.acquire.power_log import PowerLogSink
+from jetpower.acquire.process import (
     DEFAULT_CAPACITY,
     ring_bytes,
     ring_dir_parent,
     start_sampler,
 )
-from jetpower.sampler.stream import Decoder
+from jetpower.acquire.recorder import Recorder, WindowSink, sensor_source
+from jetpower.errors import UsageError
+from jetpower.log import configure_logging, get_logger
 from jetpower.sensors import SOURCES
 from jetpower.timebase import Anchor, monotonic_ns
 

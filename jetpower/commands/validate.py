@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from jetpower._plan_estimate import NOTE, hms
 from jetpower.plan import ModelPlan, Plan, load_plan
+from jetpower.plan._estimate import NOTE, hms
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from jetpower.acquire import samples_csv
 from jetpower.report._errors import ResultError
 from jetpower.timebase import SAMPLE_FMT, parse_wall_text
 
-SAMPLES_MAGIC = "# jetpower-samples v"
-SAMPLES_VERSION = 1
 _W = 24  # len("20240101-12:34:56.123456")
 _SEP = {8: ord("-"), 11: ord(":"), 14: ord(":"), 17: ord(".")}
 _DIGITS = [i for i in range(_W) if i not in _SEP]
@@ -105,41 +104,16 @@ def read_power_log(path: Path) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.fl
     return t, v[:, 0] * v[:, 1]
 
 
-def read_samples_csv(path: Path) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """``jetpower_samples.csv``: (t_ns monotonic, total_uW with NaN for invalid reads)."""
+def read_samples_csv(path: Path) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]:
+    """``jetpower_samples.csv``: (t_ns monotonic, total_uW with NaN for invalid reads, rows
+    dropped because the file ended in the middle of one), through the one reader of that file."""
     try:
-        raw = path.read_bytes()
+        s = samples_csv.read(path)
     except OSError as e:
         raise ResultError(f"cannot read {path}: {e.strerror}") from e
-    lines = raw.splitlines()
-    first = lines[0].decode("ascii", "replace").strip() if lines else ""
-    if not first.startswith(SAMPLES_MAGIC):
-        raise ResultError(f"{path}: first line must be '{SAMPLES_MAGIC}{SAMPLES_VERSION}'")
-    version = first[len(SAMPLES_MAGIC) :]
-    if version != str(SAMPLES_VERSION):
-        raise ResultError(
-            f"{path}: samples format version {version!r} unknown (this jetpower reads "
-            f"v{SAMPLES_VERSION})"
-        )
-    if len(lines) < 2:
-        raise ResultError(f"{path}: no header line")
-    header = lines[1].decode("ascii", "replace").strip().split(",")
-    try:
-        it, ip = header.index("t_ns"), header.index("total_uW")
-    except ValueError as e:
-        raise ResultError(f"{path}: header lacks t_ns or total_uW: {header}") from e
-    body = [ln.strip() for ln in lines[2:]]
-    body = [ln for ln in body if ln]
-    ncol = len(header)
-    cells = b",".join(body).split(b",")
-    if len(cells) != ncol * len(body):
-        raise ResultError(f"{path}: rows do not all have {ncol} cells")
-    try:
-        t = np.array(cells[it::ncol], dtype=np.int64)
-        p = np.array([c or b"nan" for c in cells[ip::ncol]], dtype=np.float64)
-    except ValueError as e:
-        raise ResultError(f"{path}: t_ns or total_uW holds a non-number") from e
-    return t, p
+    except samples_csv.SamplesFileError as e:
+        raise ResultError(str(e)) from e
+    return s.t_ns, s.values["total_uW"], s.torn
 
 
 def _top_level_items(text: str, what: str) -> Iterator[tuple[str, Any]]:

@@ -68,7 +68,8 @@ def analyse_model(
     elif m.worker and isinstance((m.worker.get("timing") or {}).get("runs"), int):
         r.runs = int(m.worker["timing"]["runs"])
     if m.timing is not None and data.t.size >= 2:
-        wp = window_power(data.t, data.p_uw, m.timing.start, m.timing.end, idle)
+        wp = window_power(data.t, data.p_uw, m.timing.start, m.timing.end, idle,
+                          rule=data.integration_rule)
         r.power = wp
         if r.runs and not math.isnan(wp.energy_gross_j):
             dur = m.timing.duration

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from jetpower.acquire.energy import integrate
 from jetpower.report.stats import N_BATCHES, batch_means_halfwidth, ratio_batch_halfwidth
 
 F64 = npt.NDArray[np.float64]
@@ -95,31 +96,26 @@ def latency_stats(x: npt.ArrayLike) -> LatencyStats:
     )
 
 
-def _interp_edge(t: F64, p: F64, x: float) -> float:
-    return float(np.interp(x, t, p))
+def trapezoid_energy(t: F64, p_uw: F64, start: float, end: float,
+                     rule: str = "trapezoid") -> tuple[float, int]:
+    """(integral of power in J over [start, end], samples inside), by the one window rule
+    (:func:`jetpower.acquire.energy.integrate`); ``t`` in seconds, sorted.
 
-
-def trapezoid_energy(t: F64, p_uw: F64, start: float, end: float) -> tuple[float, int]:
-    """(integral of power in J over [start, end], samples inside) with edge interpolation.
-
-    ``t`` must be sorted.  A window with fewer than 2 samples around it gives NaN.
+    A window the samples do not cover from its first to its last instant gives NaN.
     """
-    lo = int(np.searchsorted(t, start, "left"))
-    hi = int(np.searchsorted(t, end, "right"))
-    n = hi - lo
     if t.size < 2 or end <= start or t[0] > start or t[-1] < end:
-        return math.nan, n
-    tt = np.concatenate([[start], t[lo:hi], [end]])
-    pp = np.concatenate([[_interp_edge(t, p_uw, start)], p_uw[lo:hi], [_interp_edge(t, p_uw, end)]])
-    integral = float(np.sum((pp[1:] + pp[:-1]) * np.diff(tt)) * 0.5)
-    return integral * 1e-6, n
+        lo = int(np.searchsorted(t, start, "left"))
+        return math.nan, int(np.searchsorted(t, end, "right")) - lo
+    ig = integrate(t, p_uw, start, end, rule)
+    return ig.energy * 1e-6, ig.samples
 
 
 def window_power(
-    t: F64, p_uw: F64, start: float, end: float, idle: Baseline, *, n_batches: int = N_BATCHES
+    t: F64, p_uw: F64, start: float, end: float, idle: Baseline, *, n_batches: int = N_BATCHES,
+    rule: str = "trapezoid",
 ) -> WindowPower:
     """Mean power over [start, end], gross and net of ``idle``, with batch-means intervals."""
-    e, n = trapezoid_energy(t, p_uw, start, end)
+    e, n = trapezoid_energy(t, p_uw, start, end, rule)
     dur = end - start
     gross = e / dur if dur > 0 else math.nan
     lo = int(np.searchsorted(t, start, "left"))

@@ -118,6 +118,19 @@ class ResultData:
     models: list[ModelData]
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def integration_rule(self) -> str:
+        """"hold" when the total's power came from energy counters alone (the manifest's rails
+        say so), else "trapezoid": the rule of :mod:`jetpower.acquire.energy`."""
+        sensor = (self.manifest or {}).get("sensor") or {}
+        total = sensor.get("total") or {}
+        names = total.get("sum") or ([total["rail"]] if total.get("rail") else [])
+        rails = [r for r in sensor.get("rails") or []
+                 if isinstance(r, dict) and r.get("label") in names]
+        if rails and all(r.get("derivation") == "counter" for r in rails):
+            return "hold"
+        return "trapezoid"
+
 
 def _read_json(path: Path) -> Any:
     try:
@@ -329,8 +342,12 @@ def load_result(path: str | Path) -> ResultData:
     files = [root / n for n in dict.fromkeys([SAMPLES, *names]) if (root / n).exists()]
     if files:
         parts = [read_samples_csv(f) for f in files]
-        t_ns = np.concatenate([a for a, _ in parts])
-        p = np.concatenate([b for _, b in parts])
+        for f, (_, _, torn) in zip(files, parts):
+            if torn:
+                notes.append(f"{f.name}: its last row was cut short (written when the run "
+                             "stopped) and is left out")
+        t_ns = np.concatenate([a for a, _, _ in parts])
+        p = np.concatenate([b for _, b, _ in parts])
         order_t = np.argsort(t_ns, kind="stable")
         t_ns, p = t_ns[order_t], p[order_t]
         if anchor is None:

@@ -1,6 +1,6 @@
 """The power sampler: a C loop in its own process writing a ring-buffer file.
 
-``jetpower.sampler._native`` is the only module that touches the compiled ``jetpower._sampler``;
-``jetpower.sampler.process`` starts and owns the sampler process; ``jetpower.sampler.stream``
+``jetpower._native`` is the only module that touches the compiled ``jetpower._sampler``;
+``jetpower.acquire.process`` starts and owns the sampler process; ``jetpower.acquire.decode``
 turns raw records into rail readings.
 """

@@ -12,7 +12,7 @@ import os
 import resource
 import sys
 
-from jetpower._proc import die_with_parent
+from jetpower._process import die_with_parent
 from jetpower.errors import SamplerError
 
 FIFO_PRIORITY = 50
@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
     die_with_parent()
     spec = json.loads(argv[0])
     try:
-        from jetpower.sampler import _native
+        from jetpower import _native
 
         _pin(int(spec["cpu"]))
         priority = _raise_priority() if spec.get("fifo", True) else "normal priority (plan)"

@@ -18,7 +18,7 @@ WHERE = "NVML ($JETPOWER_NVML_LIB, default libnvidia-ml.so.1)"
 def find_nvml() -> tuple[list[Rail], list[dict[str, object]], str, TotalRule | None]:
     """Rails, device facts, a note saying what was found (or why nothing), and the total rule."""
     try:
-        from jetpower.sampler import _native
+        from jetpower import _native
     except SamplerError as e:  # pragma: no cover - only without a build
         return [], [], str(e), None
     lib = _native.nvml_library()

@@ -3,7 +3,7 @@
 Each zone (``intel-rapl:0`` a package, ``intel-rapl:0:0`` one of its sub-zones) has a ``name``
 and an ``energy_uj`` counter that wraps at ``max_energy_range_uj``.  A zone becomes a ``counter``
 rail: power is derived from counter differences over monotonic time (see
-:class:`jetpower.sampler.stream.Decoder`).  Since the PLATYPUS mitigation most kernels make
+:class:`jetpower.acquire.decode.Decoder`).  Since the PLATYPUS mitigation most kernels make
 ``energy_uj`` readable by root only; discovery says so instead of skipping the zones.
 """
 

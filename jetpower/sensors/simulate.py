@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--create", action="store_true", help="write the tree first")
     args = ap.parse_args()
-    from jetpower._proc import die_with_parent
+    from jetpower._process import die_with_parent
 
     die_with_parent()  # never outlive the supervisor, even one that is SIGKILLed
     if args.create:

@@ -11,7 +11,7 @@ import argparse
 import sys
 import traceback
 
-from jetpower._proc import die_with_parent
+from jetpower._process import die_with_parent
 from jetpower.errors import JetpowerError
 from jetpower.worker import output
 from jetpower.worker.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, WorkerConfig

@@ -13,8 +13,8 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from jetpower import models
 from jetpower.timebase import monotonic_ns
+from jetpower.worker import models
 from jetpower.worker._torchinfo import layer_entry, tensor_entry
 from jetpower.worker.config import WorkerConfig, WorkerConfigError, WorkerRunError
 from jetpower.worker.profile import LayerProfile

@@ -30,8 +30,8 @@ import inspect
 import json
 from typing import Any, Protocol
 
-from jetpower import models
 from jetpower.timebase import monotonic_ns
+from jetpower.worker import models
 from jetpower.worker.config import WorkerConfig, WorkerConfigError, WorkerRunError
 from jetpower.worker.profile import LayerProfile
 from jetpower.worker.torch_backend import import_torch, torch_dtype

@@ -6,7 +6,7 @@ directory is its ``label``: by default the name, or for ``package.module:factory
 name. Two models with the same directory are an error.
 
 Input shape, most specific first: the model's own ``input_shape``; the built-in model's own input
-(``jetpower.models.default_input_shape``: lenet 1x1x32x32, tinycnn 1x3x16x16); ``[benchmark]
+(``jetpower.worker.models.default_input_shape``: lenet 1x1x32x32, tinycnn 1x3x16x16); ``[benchmark]
 input_shape``; 1x3x224x224.
 """
 
@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from jetpower._plan_schema import (
+from jetpower.plan._schema import (
     Problems,
     Table,
     check_dir_name,
@@ -24,7 +24,7 @@ from jetpower._plan_schema import (
     check_rate,
     show,
 )
-from jetpower.models import DEFAULT_INPUT_SHAPE, builtin_names, default_input_shape
+from jetpower.worker.models import DEFAULT_INPUT_SHAPE, builtin_names, default_input_shape
 
 BACKENDS = ("tensorrt", "torch")
 DEVICES = ("auto", "cpu", "cuda")

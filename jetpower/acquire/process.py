@@ -22,9 +22,9 @@ from typing import Any
 # never imports numpy).
 import numpy  # noqa: F401
 
-from jetpower._proc import child, terminate
+from jetpower._native import RingReader, record_size
+from jetpower._process import child, terminate
 from jetpower.errors import SamplerError
-from jetpower.sampler._native import RingReader, record_size
 from jetpower.sensors import SensorSet
 
 DEFAULT_CAPACITY = 65536

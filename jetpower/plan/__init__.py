@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from jetpower import _plan_estimate
-from jetpower._plan_models import BENCHMARK_KEYS, ModelPlan, parse_benchmark, parse_models
-from jetpower._plan_schema import (
+from jetpower.errors import PlanError
+from jetpower.plan import _estimate as _plan_estimate
+from jetpower.plan._models import BENCHMARK_KEYS, ModelPlan, parse_benchmark, parse_models
+from jetpower.plan._schema import (
     Problems,
     Table,
     absolute_path,
@@ -34,7 +35,6 @@ from jetpower._plan_schema import (
     check_result_dir,
     show,
 )
-from jetpower.errors import PlanError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jetpower._proc import child
+from jetpower._process import child
 from jetpower.log import get_logger
 
 log = get_logger()

@@ -18,12 +18,18 @@ from typing import Any
 
 import structlog
 
-from jetpower import environment, thermal
 from jetpower._compat import TaskGroup
 from jetpower._fs import atomic_write_json, first_free, prepare_new_dir
-from jetpower._sampling import SamplingService
-from jetpower._workerproc import failure_file_reason, run_worker
-from jetpower.acquire import PowerLogSink, Recorder, WindowSink, sensor_source
+from jetpower.acquire.decode import Decoder
+from jetpower.acquire.energy import METHOD as WINDOW_METHOD
+from jetpower.acquire.energy import read_segment, window_energies
+from jetpower.acquire.power_log import PowerLogSink
+from jetpower.acquire.process import ring_bytes, ring_dir_parent
+from jetpower.acquire.recorder import Recorder, WindowSink, sensor_source
+from jetpower.campaign import environment, thermal
+from jetpower.campaign.manifest import Manifest
+from jetpower.campaign.sampling import SamplingService
+from jetpower.campaign.workers import failure_file_reason, run_worker
 from jetpower.errors import (
     JetpowerError,
     SamplerError,
@@ -32,14 +38,9 @@ from jetpower.errors import (
     UsageError,
 )
 from jetpower.log import get_logger, log_to_file
-from jetpower.manifest import Manifest
 from jetpower.plan import ModelPlan, Plan
-from jetpower.sampler.process import ring_bytes, ring_dir_parent
-from jetpower.sampler.stream import Decoder
 from jetpower.sensors import SensorSet
 from jetpower.timebase import STAMP_FMT, Anchor, monotonic_ns, wall_text
-from jetpower.windows import METHOD as WINDOW_METHOD
-from jetpower.windows import read_segment, window_energies
 from jetpower.worker.config import WorkerConfig
 
 log = get_logger()
@@ -168,7 +169,7 @@ class Campaign:
 
     async def _characterise(self, sensor: SensorSet) -> dict[str, Any]:
         """The sensor's self-characterisation (``probe``, briefly), before anything runs."""
-        from jetpower.probe import probe
+        from jetpower.acquire.probe import probe
 
         try:
             figures = await probe(sensor, seconds=PROBE_SECONDS, reads=500)

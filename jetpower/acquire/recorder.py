@@ -18,14 +18,15 @@ from typing import Any, Protocol
 
 import aiofiles
 
-from jetpower._proc import child
+from jetpower._process import child
+from jetpower.acquire.decode import Decoder, Reading
+from jetpower.acquire.energy import Integrator
+from jetpower.acquire.process import SamplerHandle
+from jetpower.acquire.samples_csv import Writer as SamplesWriter
 from jetpower.errors import SensorError
 from jetpower.log import get_logger
-from jetpower.sampler.process import SamplerHandle
-from jetpower.sampler.stream import Decoder, Integrator, Reading, power_log_line
 from jetpower.sensors import SensorSet, discover
 from jetpower.sensors.simulate import create_tree
-from jetpower.timebase import Anchor
 
 log = get_logger()
 
@@ -69,55 +70,26 @@ class WindowSink:
     """Integrates the total power of the readings inside ``[start_ns, end_ns]``."""
 
     def __init__(self, start_ns: int, end_ns: int | None = None, *,
-                 rule: str = "trapezoid") -> None:
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.integrator = Integrator(rule)
+                 rule: str = "trapezoid", before: Reading | None = None) -> None:
+        self.integrator = Integrator(rule, start_ns, end_ns)
+        if before is not None:  # the last reading before the window: its first segment
+            self.integrator.add(before.t_ns, before.total_uw)
+
+    @property
+    def start_ns(self) -> int:
+        assert self.integrator.start_ns is not None
+        return self.integrator.start_ns
+
+    @property
+    def end_ns(self) -> int | None:
+        return self.integrator.end_ns
+
+    @end_ns.setter
+    def end_ns(self, value: int | None) -> None:
+        self.integrator.end_ns = value
 
     def feed(self, readings: Sequence[Reading]) -> None:
-        for r in readings:
-            if r.t_ns >= self.start_ns and (self.end_ns is None or r.t_ns <= self.end_ns):
-                self.integrator.add(r.t_ns, r.total_uw)
-
-
-class PowerLogSink:
-    """Writes the original ``<model>_power_log.log`` lines of readings from ``start_ns`` on."""
-
-    def __init__(self, path: Path, anchor: Anchor, start_ns: int) -> None:
-        self.path = path
-        self.anchor = anchor
-        self.start_ns = start_ns
-        self.end_ns: int | None = None
-        self.lines = 0
-        self.skipped = 0
-        self._pending: list[str] = []
-        self._fh: Any = None
-
-    def feed(self, readings: Sequence[Reading]) -> None:
-        for r in readings:
-            if r.t_ns < self.start_ns or (self.end_ns is not None and r.t_ns > self.end_ns):
-                continue
-            line = power_log_line(r, self.anchor)
-            if line is None:
-                self.skipped += 1
-            else:
-                self._pending.append(line)
-
-    async def flush(self) -> None:
-        if not self._pending:
-            return
-        if self._fh is None:
-            self._fh = await aiofiles.open(self.path, "a", encoding="utf-8")
-        text, self._pending = "".join(self._pending), []
-        self.lines += text.count("\n")
-        await self._fh.write(text)
-
-    async def close(self) -> None:
-        await self.flush()
-        if self._fh is None:  # no sample at all: still leave the (empty) file the layout promises
-            self._fh = await aiofiles.open(self.path, "a", encoding="utf-8")
-        await self._fh.close()
-        self._fh = None
+        self.integrator.add_many([r.t_ns for r in readings], [r.total_uw for r in readings])
 
 
 class Recorder:
@@ -128,6 +100,7 @@ class Recorder:
         self.handle = handle
         self.decoder = decoder
         self.samples_csv = samples_csv
+        self._writer = SamplesWriter(decoder.sensor)
         self.interval = interval
         self.sinks: list[Sink] = []
         self.samples = 0
@@ -144,7 +117,7 @@ class Recorder:
     async def __aenter__(self) -> Recorder:
         if self.samples_csv is not None:
             self._fh = await aiofiles.open(self.samples_csv, "w", encoding="utf-8")
-            header = self.decoder.csv_header()
+            header = self._writer.header()
             await self._fh.write(header)
             self.csv_bytes = len(header)
         return self
@@ -195,7 +168,7 @@ class Recorder:
                 if flush is not None:
                     await flush()
             if self._fh is not None:
-                text = "".join(map(self.decoder.csv_row, readings))
+                text = self._writer.rows(readings)
                 await self._fh.write(text)
                 self.csv_bytes += len(text)
 

@@ -29,7 +29,7 @@ from jetpower.errors import UploadError, UsageError
 from jetpower.log import get_logger
 
 if TYPE_CHECKING:
-    from jetpower._dagshub import CallFailed, Secret, Session
+    from jetpower.upload._client import CallFailed, Secret, Session
 
 __all__ = [
     "DEFAULT_HOST",
@@ -98,7 +98,7 @@ def check_access(
     Raises :class:`UploadError` when the client is missing, ``DAGSHUB_USER_TOKEN`` is unset or
     rejected (401), the repository does not exist (404), or the token's user cannot push to it.
     """
-    dg = _client()
+    dg = _load_client()
     host = _host(host)
     _check_repo_name(repo)
     session = dg.Session(host, repo, _token(dg))
@@ -143,7 +143,7 @@ def upload_result(
         result_dir, repo, branch, remote, message
     )
 
-    dg = _client()
+    dg = _load_client()
     host = _host(host)
     _check_repo_name(repo)
     session = dg.Session(host, repo, _token(dg))
@@ -207,7 +207,7 @@ def download_result(
     if retries < 0:
         raise UsageError(f"retries must be 0 or more, got {retries}")
     remote = _clean_remote_path(remote_path or "")
-    dg = _client()
+    dg = _load_client()
     host = _host(host)
     _check_repo_name(repo)
     session = dg.Session(host, repo, _token(dg))
@@ -266,10 +266,10 @@ def download_result(
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _client() -> ModuleType:
+def _load_client() -> ModuleType:
     """The client boundary, imported on first use; a clear error where the extra is missing."""
     try:
-        dg = importlib.import_module("jetpower._dagshub")
+        dg = importlib.import_module("jetpower.upload._client")
     except ImportError as e:
         missing = e.name or "dagshub"
         raise UploadError(
@@ -376,7 +376,7 @@ def _retrying(
     fn: Callable[[], T], *, what: str, retries: int, sleep: Sleep, backoff_s: float
 ) -> tuple[T, int]:
     """``fn()`` and how many tries it took; transient failures are retried with backoff."""
-    from jetpower._dagshub import CallFailed, Kind
+    from jetpower.upload._client import CallFailed, Kind
 
     attempt = 0
     while True:
@@ -402,7 +402,7 @@ def _retrying(
 
 def _describe(f: CallFailed, session: Session, *, what: str) -> str:
     """A user's message for a failed call; ``f.detail`` is already free of the token."""
-    from jetpower._dagshub import Kind
+    from jetpower.upload._client import Kind
 
     where = f"{session.repo} on {session.host}"
     if f.kind is Kind.AUTH:

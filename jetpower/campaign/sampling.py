@@ -3,7 +3,7 @@
 :class:`SamplingService` owns the sampler process and the recorder that drains its ring into the
 run's samples CSV and into the sinks that the phases open.  It reports a heartbeat, notices failing
 channels, and on the sampler's death either stops the run or (``restart_on_failure``) starts a new
-sampler, recording the gap.  The sequence of phases lives in :mod:`jetpower.supervisor`.
+sampler, recording the gap.  The sequence of phases lives in :mod:`jetpower.campaign.supervisor`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from jetpower._fs import first_free
-from jetpower.acquire import Recorder
+from jetpower.acquire.decode import Decoder, Reading
+from jetpower.acquire.process import SamplerHandle, default_cpu, start_sampler
+from jetpower.acquire.recorder import Recorder
+from jetpower.campaign.manifest import Manifest
 from jetpower.errors import SamplerError
 from jetpower.log import get_logger
-from jetpower.manifest import Manifest
 from jetpower.plan import Plan
-from jetpower.sampler.process import SamplerHandle, default_cpu, start_sampler
-from jetpower.sampler.stream import Decoder, Reading
 from jetpower.timebase import Anchor, monotonic_ns
 
 log = get_logger()

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from jetpower.sampler import _native
+from jetpower import _native
 from jetpower.sensors import Channel, SensorSet
 
 

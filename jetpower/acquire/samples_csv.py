@@ -1,0 +1,146 @@
+"""The samples file (``jetpower_samples.csv``, and ``samples.csv`` of ``jetpower sample``): its one
+writer and its one reader.
+
+```
+# jetpower-samples v1
+t_ns,<RAIL>_mV,<RAIL>_mA,<RAIL>_uW[,<RAIL>_uJ],...,total_uW
+```
+
+Rows are appended whole (one write of complete lines).  A process killed mid-write, or a file
+read while it is still being written, can end in a cut line: the reader drops a cut *last* row and
+says so (:attr:`Samples.torn`); a malformed row anywhere else is an error.  The reader parses with
+numpy over the whole text: a campaign holds millions of rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from jetpower.acquire.decode import Reading
+from jetpower.sensors import SensorSet
+
+MAGIC = "# jetpower-samples v"
+VERSION = 1
+HEADER_LINE = f"{MAGIC}{VERSION}"
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+class SamplesFileError(ValueError):
+    """The file is not a samples file this jetpower reads, or a row is malformed."""
+
+
+def columns(sensor: SensorSet) -> list[str]:
+    """The column names of a samples file of ``sensor`` (its rails, in order, then the total)."""
+    out = ["t_ns"]
+    for r in sensor.rails:
+        if r.derivation == "v_x_i":
+            out += [f"{r.label}_mV", f"{r.label}_mA"]
+        out.append(f"{r.label}_uW")
+        if r.energy is not None:
+            out.append(f"{r.label}_uJ")
+    out.append("total_uW")
+    return out
+
+
+class Writer:
+    """Formats the header and the rows of a samples file of one sensor."""
+
+    def __init__(self, sensor: SensorSet) -> None:
+        self.columns = columns(sensor)
+        self._vxi = tuple(r.derivation == "v_x_i" for r in sensor.rails)
+        self._has_energy = tuple(r.energy is not None for r in sensor.rails)
+
+    def header(self) -> str:
+        return f"{HEADER_LINE}\n{','.join(self.columns)}\n"
+
+    def row(self, r: Reading) -> str:
+        cells = [str(r.t_ns)]
+        for k, ((mv, ma, uw), vxi) in enumerate(zip(r.rails, self._vxi)):
+            if vxi:
+                cells.append("" if mv is None else str(mv))
+                cells.append("" if ma is None else str(ma))
+            cells.append("" if uw is None else f"{uw:.0f}")
+            if self._has_energy[k]:
+                uj = r.energy_uj[k] if k < len(r.energy_uj) else None
+                cells.append("" if uj is None else str(uj))
+        cells.append("" if r.total_uw is None else f"{r.total_uw:.0f}")
+        return ",".join(cells) + "\n"
+
+    def rows(self, readings: Sequence[Reading]) -> str:
+        return "".join(map(self.row, readings))
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Rows of a samples file: ``t_ns`` and the requested columns (NaN where a cell is empty)."""
+
+    path: Path
+    columns: tuple[str, ...]
+    t_ns: I64
+    values: dict[str, F64]
+    #: rows dropped because the file ended in the middle of one (0 or 1)
+    torn: int = 0
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+
+def read(path: Path, *, offset: int = 0, want: Sequence[str] = ("total_uW",),
+         optional: Sequence[str] = ()) -> Samples:
+    """The rows of ``path`` from byte ``offset`` on (0: all), with the columns ``want`` (each must
+    exist) and ``optional`` (read where present).
+
+    Raises :class:`SamplesFileError` for a wrong first line, an unknown version, a missing column,
+    a malformed row other than a cut last one, or a cell that is not a number; ``OSError`` as is.
+    """
+    with open(path, "rb") as f:
+        first = f.readline().decode("ascii", "replace").rstrip("\r\n")
+        if not first.startswith(MAGIC):
+            raise SamplesFileError(f"{path}: not a jetpower samples file (first line "
+                                   f"{first[:60]!r}; expected {HEADER_LINE!r})")
+        version = first[len(MAGIC):]
+        if version != str(VERSION):
+            raise SamplesFileError(f"{path}: samples format version {version!r} unknown (this "
+                                   f"jetpower reads v{VERSION})")
+        header = f.readline().decode("ascii", "replace").rstrip("\r\n")
+        if not header:
+            raise SamplesFileError(f"{path}: no header line")
+        if offset > f.tell():
+            f.seek(offset)
+        body = f.read()
+    names = tuple(header.split(","))
+    if "t_ns" not in names:
+        raise SamplesFileError(f"{path}: header lacks t_ns: {list(names)}")
+    missing = [c for c in want if c not in names]
+    if missing:
+        raise SamplesFileError(f"{path}: header lacks {', '.join(missing)}: {list(names)}")
+    lines = body.split(b"\n")
+    torn = 0
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:  # the file does not end with a newline: its last row was cut short
+        lines.pop()
+        torn = 1
+    lines = [ln.rstrip(b"\r") for ln in lines if ln.strip()]
+    ncol = len(names)
+    counts = np.fromiter((ln.count(b",") for ln in lines), dtype=np.int64, count=len(lines))
+    bad = np.flatnonzero(counts != ncol - 1)
+    if bad.size:
+        raise SamplesFileError(f"{path}: a row does not have {ncol} cells: "
+                               f"{lines[int(bad[0])][:80]!r}")
+    cells = b",".join(lines).split(b",") if lines else []
+    cols = [c for c in (*want, *optional) if c in names]
+    try:
+        t = np.array(cells[names.index("t_ns")::ncol], dtype=np.int64)
+        values = {c: np.array([x or b"nan" for x in cells[names.index(c)::ncol]],
+                              dtype=np.float64) for c in cols}
+    except ValueError as e:
+        raise SamplesFileError(f"{path}: a cell is not a number ({e})") from e
+    return Samples(path, names, t, values, torn)
