@@ -1,4 +1,4 @@
-"""The tensorrt backend's logic against the stand-in of every torch-tensorrt generation (in process).
+"""The tensorrt backend's logic against the stand-in of each torch-tensorrt generation (in process).
 
 Each test runs once per release in ``tests/fakes/jp_releases.py``: the stand-in exposes what that
 release exposes, lacks what it lacks, and treats compile arguments as its source does.
@@ -15,10 +15,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from jetpower.timebase import parse_wall_text
 from jetpower.worker import _trt_compat as compat
 from jetpower.worker import runner
 from jetpower.worker.config import WorkerConfig, WorkerConfigError, WorkerRunError
-from jetpower.timebase import parse_wall_text
 from jetpower.worker.progress import Progress
 from tests.fakes.jp_releases import RELEASES, apply
 from tests.worker_helpers import FAKES, check_layout, windows_ordered
