@@ -185,14 +185,14 @@ def detail_context(gen: Generation, dynamo: Any, logging_dir: str) -> Iterator[N
         yield
         return
     debugger = need(dynamo, "Debugger", gen)
-    # log_level/engine_builder_monitor/logging_dir: the same keywords 2.8 to 2.14 (debug/_Debugger.py)
+    # log_level, engine_builder_monitor, logging_dir: keywords of 2.8 to 2.14 (debug/_Debugger.py)
     kw: dict[str, Any] = {
         "log_level": "warning",
         "engine_builder_monitor": False,
         "logging_dir": logging_dir,
     }
     if gen.detail == "debugger_engine_profile":
-        # with use_python_runtime, any other profile_format raises ValueError (2.8-2.11 _compiler.py)
+        # with use_python_runtime any other profile_format raises ValueError (2.8-2.11 _compiler)
         kw |= {"save_engine_profile": True, "profile_format": "cudagraph"}
     with debugger(**kw):
         yield

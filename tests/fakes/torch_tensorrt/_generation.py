@@ -19,7 +19,7 @@ CPP_RUNTIME = os.environ.get("JETPOWER_FAKE_TTRT_RUNTIME", "cpp") == "cpp"
 
 
 def at_least(major: int, minor: int) -> bool:
-    return MM >= (major, minor)
+    return (major, minor) <= MM
 
 
 #: compile(debug=) is a parameter before 2.8 (v2.7.0 dynamo/_compiler.py); after, a kwarg that warns

@@ -79,15 +79,20 @@ def _build(
         )
     if _generation.at_least(2, 13) and use_python_runtime:
         warnings.warn(
-            "`use_python_runtime` is deprecated and has no effect.", DeprecationWarning, stacklevel=3
+            "`use_python_runtime` is deprecated and has no effect.",
+            DeprecationWarning,
+            stacklevel=3,
         )
-    if use_explicit_typing and enabled_precisions is not None:
-        if len(enabled_precisions) != 1 or torch.float32 not in enabled_precisions:
-            raise AssertionError(
-                "use_explicit_typing was set to True, however found that enabled_precisions was "
-                f"also specified (saw: {enabled_precisions}, expected: dtype.f32, dtype.f4). "
-                "enabled_precisions should not be used when use_explicit_typing=True"
-            )
+    if (
+        use_explicit_typing
+        and enabled_precisions is not None
+        and (len(enabled_precisions) != 1 or torch.float32 not in enabled_precisions)
+    ):
+        raise AssertionError(
+            "use_explicit_typing was set to True, however found that enabled_precisions was "
+            f"also specified (saw: {enabled_precisions}, expected: dtype.f32, dtype.f4). "
+            "enabled_precisions should not be used when use_explicit_typing=True"
+        )
     dbg = ACTIVE[-1] if ACTIVE else None
     if _generation.HAS_DEBUG_PARAM:
         detailed = debug

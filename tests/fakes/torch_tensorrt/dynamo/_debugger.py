@@ -43,10 +43,10 @@ class Debugger:
             {"capture_tensorrt_api_recording"} if _generation.MM in ((2, 10), (2, 11)) else set()
         )
         if extra:
-            raise TypeError(f"Debugger.__init__() got an unexpected keyword argument {extra.pop()!r}")
+            raise TypeError(f"Debugger() got an unexpected keyword argument {extra.pop()!r}")
         os.makedirs(logging_dir, exist_ok=True)
         if log_level not in _LEVELS:
-            raise ValueError(f"Invalid level: {log_level}, allowed levels are: {', '.join(_LEVELS)}")
+            raise ValueError(f"Invalid level: {log_level}, allowed levels are: {_LEVELS}")
         self.cfg = DebuggerConfig(log_level, save_engine_profile, engine_builder_monitor,
                                   logging_dir, profile_format, save_layer_info)
 
