@@ -163,6 +163,7 @@ def _write(
             "max_error_ns": gaps["max_ns"] + anchor.error_ns,
             "uncovered_per_run_ns": gaps,
             "anchor_error_ns": anchor.error_ns,
+            **desc.pop("alignment", {}),
         },
         "memory": {
             "peak_rss_bytes": peak_rss_bytes(),
