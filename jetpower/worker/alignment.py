@@ -55,8 +55,8 @@ from jetpower.timebase import monotonic_ns
 CPU_METHOD = (
     "measured (CPU hooks): each leaf module's window is stamped with CLOCK_MONOTONIC by its own "
     "forward pre-hook (last statement) and forward hook (first statement); timestamp = end of the "
-    "layer's window. The hook dispatch between a stamp and the module's forward body is measured on "
-    "this machine by a probe module that stamps itself (cpu_hook_calibration); windows are "
+    "layer's window. The hook dispatch between a stamp and the module's forward body is measured "
+    "on this machine by a probe module that stamps itself (cpu_hook_calibration); windows are "
     "corrected by its medians, and the error stated is the spread around them (residual)"
 )
 CUDA_METHOD = (
@@ -97,7 +97,7 @@ def calibrate_cpu_hooks(torch: Any, calls: int = 400) -> dict[str, Any]:
     """
     stamps: dict[str, int] = {}
 
-    class Probe(torch.nn.Module):  # type: ignore[misc, name-defined]
+    class Probe(torch.nn.Module):
         def forward(self, x: Any) -> Any:
             stamps["enter"] = monotonic_ns()
             stamps["exit"] = monotonic_ns()

@@ -89,6 +89,11 @@ def run(cfg: WorkerConfig, progress: Progress, backend: Backend | None = None) -
         finally:
             be.end_profiling()
 
+    layer_energy = None
+    if cfg.layer_energy == "isolated":
+        with progress.phase("layer_energy"):
+            layer_energy = be.isolation_pass(progress)  # type: ignore[attr-defined]
+
     with progress.phase("write"):
         return _write(
             cfg,
@@ -98,6 +103,7 @@ def run(cfg: WorkerConfig, progress: Progress, backend: Backend | None = None) -
             total_time=total_time,
             prof=prof,
             progress=progress,
+            layer_energy=layer_energy,
         )
 
 
@@ -110,6 +116,7 @@ def _write(
     total_time: float,
     prof: LayerProfile,
     progress: Progress,
+    layer_energy: dict[str, Any] | None = None,
 ) -> list[Path]:
     mdir = cfg.model_dir
     pdir = mdir / output.PROFILING_DIR
@@ -122,6 +129,8 @@ def _write(
             output.summary(cfg, shape, latencies, total_time, anchor),
         ),
     ]
+    if layer_energy is not None:
+        files.append(output.write_json(mdir / output.LAYER_ENERGY, layer_energy))
     desc = be.describe()
     gaps = prof.gap_stats()
     srt = sorted(latencies)

@@ -25,6 +25,7 @@ from jetpower.worker._torchinfo import layer_entry, tensor_entry
 from jetpower.worker.config import WorkerConfig, WorkerConfigError, WorkerRunError
 from jetpower.worker.profile import LayerProfile
 
+
 def import_torch() -> Any:
     try:
         import torch
@@ -68,6 +69,24 @@ def check_dtype(torch: Any, device: str, dtype_name: str) -> None:
         ) from e
 
 
+def _open_counter(cfg: WorkerConfig, be: TorchBackend) -> Any:
+    """The isolation pass's energy counter, opened before anything runs so that it fails early."""
+    from jetpower.worker import energy
+
+    want = cfg.layer_energy_counter
+    if want == "simulated":
+        return energy.SimulatedCounter(power_of=energy.simulated_power)
+    if not be.cuda:
+        raise WorkerConfigError(
+            'layer_energy "isolated" needs an energy counter: NVML\'s, on a CUDA GPU (device '
+            f'is {be.device!r}); layer_energy_counter "simulated" runs it on a simulated one'
+        )
+    try:
+        return energy.cuda_counter(be.torch)
+    except energy.CounterError as e:
+        raise WorkerConfigError(f'layer_energy "isolated": {e}') from e
+
+
 class TorchBackend:
     """Eager PyTorch, see the module docstring."""
 
@@ -97,6 +116,7 @@ class TorchBackend:
         self._corr = (0.0, 0.0)  # CPU: hook dispatch before / after a module's forward, ns
         self.isolation: dict[str, Any] | None = None  # the isolation pass's result, when run
         torch.set_grad_enabled(False)
+        self.counter: Any = _open_counter(cfg, self) if cfg.layer_energy == "isolated" else None
 
     # -- phases -------------------------------------------------------------------------------
 
@@ -214,7 +234,7 @@ class TorchBackend:
         elif self._prof is not None and pos < len(self._prof.names):
             c0, c1 = self._corr
             start = self._starts[pos] + c0
-            # a module faster than the dispatch's spread keeps a window of 1 ns, never a negative one
+            # a module faster than the dispatch's spread keeps a 1 ns window, never a negative one
             self._prof.record_window(self._run, pos, start, max(end - c1, start + 1))
 
     def profile_run(self, prof: LayerProfile, run: int) -> None:
@@ -272,12 +292,34 @@ class TorchBackend:
 
     # -- isolated per-layer energy --------------------------------------------------------------
 
-    def isolation_pass(self, counter: Any, settings: Any, progress: Any) -> dict[str, Any]:
+    def isolation_pass(self, progress: Any = None) -> dict[str, Any]:
         """Replay each leaf layer alone (``worker/isolate.py``); returns the result document."""
         from jetpower.worker import isolate
 
-        self.isolation = isolate.run_pass(self, counter, settings, progress)
-        return self.isolation
+        if self.counter is None:
+            raise WorkerConfigError("the isolation pass needs an energy counter (layer_energy)")
+        cfg = self.cfg
+        settings = isolate.Settings(
+            precision=cfg.layer_energy_precision, max_seconds=cfg.layer_energy_max_seconds
+        )
+        try:
+            doc = isolate.run_pass(self, self.counter, settings, progress)
+        finally:
+            self.counter.close()
+        doc = {
+            "format": doc.pop("format"),
+            "version": doc.pop("version"),
+            "model": cfg.model,
+            "label": cfg.model_dir.name,
+            "backend": self.name,
+            "device": self.device,
+            "device_name": self.torch.cuda.get_device_name() if self.cuda else "cpu",
+            "dtype": cfg.dtype,
+            "input_shape": list(self.input_shape),
+            **doc,
+        }
+        self.isolation = doc
+        return doc
 
     def hooks_installed(self) -> int:
         """How many hooks the backend has on the model now (0 outside the profiling pass)."""
