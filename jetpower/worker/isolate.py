@@ -48,6 +48,13 @@ from typing import Any
 
 import numpy as np
 
+from jetpower._plan_estimate import (
+    ISOLATION_COUNTER_PERIOD_S,
+    ISOLATION_PERIODS,
+    ISOLATION_REPETITIONS,
+    ISOLATION_SETTLE_S,
+    isolation_seconds,
+)
 from jetpower.timebase import monotonic_ns
 from jetpower.worker import _replay
 from jetpower.worker.energy import CounterError, EnergyCounter
@@ -84,11 +91,11 @@ class Settings:
     #: the pass stops starting rounds that would end after this
     max_seconds: float = 600.0
     #: rounds every layer gets, at least (intervals need 2; 3 give a usable t)
-    repetitions: int = 3
+    repetitions: int = ISOLATION_REPETITIONS
     #: counter update periods per block
-    periods: int = 3
+    periods: int = ISOLATION_PERIODS
     #: time a block runs before its first edge may count
-    settle_s: float = 0.02
+    settle_s: float = ISOLATION_SETTLE_S
     #: target time of one launch (the copies in one CUDA graph)
     chunk_s: float = 0.002
     graphs: bool = True
@@ -640,7 +647,12 @@ def run_pass(
 
 
 def estimate_seconds(layers: int, settings: Settings, period_s: float | None) -> float:
-    """A guess of the pass's duration: (layers + whole + idle) x repetitions x block time."""
-    period = period_s or 0.1
-    block = settings.settle_s + (settings.periods + 1) * period
-    return (layers + 2) * settings.repetitions * block + 6 * period
+    """A guess of the pass's duration, the same as ``validate``'s (``_plan_estimate``)."""
+    return isolation_seconds(
+        layers,
+        repetitions=settings.repetitions,
+        periods=settings.periods,
+        settle_s=settings.settle_s,
+        period_s=period_s or ISOLATION_COUNTER_PERIOD_S,
+        max_seconds=settings.max_seconds,
+    )
