@@ -7,9 +7,9 @@ plus a fixed setup time (load, compile) per model. The figures below are rough J
 guesses; `validate` labels the result as a guess.
 
 The isolation pass of per-layer energy (``layer_energy = "isolated"``) lasts about layers x
-repetitions x one block, a block being a settling time plus (periods + 1) updates of the energy
-counter (NVML: 100 ms), capped by ``layer_energy_max_seconds``; ``jetpower/worker/isolate.py``
-uses the same figures.
+repetitions x one block, a block being a settling time (one update of the energy counter, NVML:
+100 ms) plus on average (periods + 0.5) updates, capped by ``layer_energy_max_seconds``;
+``jetpower/worker/isolate.py`` uses the same figures.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ _UNKNOWN_LAYERS = 150
 ISOLATION_REPETITIONS = 3
 ISOLATION_PERIODS = 3
 ISOLATION_SETTLE_S = 0.02
+ISOLATION_SETTLE_PERIODS = 1.0
 ISOLATION_COUNTER_PERIOD_S = 0.1
 
 NOTE = (
@@ -126,18 +127,29 @@ def benchmark_seconds(
     return min(total, timeout_seconds)
 
 
+def isolation_block_seconds(
+    periods: int, settle_s: float, settle_periods: float, period_s: float
+) -> float:
+    """One block of the isolation pass: settling, half a period on average until the next edge,
+    then ``periods`` periods."""
+    return max(settle_s, settle_periods * period_s) + (periods + 0.5) * period_s
+
+
 def isolation_seconds(
     layers: int,
     *,
     repetitions: int = ISOLATION_REPETITIONS,
     periods: int = ISOLATION_PERIODS,
     settle_s: float = ISOLATION_SETTLE_S,
+    settle_periods: float = ISOLATION_SETTLE_PERIODS,
     period_s: float = ISOLATION_COUNTER_PERIOD_S,
     max_seconds: float = math.inf,
 ) -> float:
     """Guessed seconds of an isolation pass over ``layers`` leaf layers (plus the whole model and
-    an idle block per round, and the counter's characterisation), at most ``max_seconds``."""
-    block = settle_s + (periods + 1) * period_s
+    an idle block per round, and the counter's characterisation), at most ``max_seconds``.
+
+    One block: :func:`isolation_block_seconds`."""
+    block = isolation_block_seconds(periods, settle_s, settle_periods, period_s)
     return min(max_seconds, (layers + 2) * repetitions * block + 6 * period_s)
 
 

@@ -220,6 +220,7 @@ class SimulatedCounter:
         idle_w: float = 50.0,
         idle_drift_w_per_s: float = 0.0,
         period_s: float = 0.02,
+        lag_periods: int = 0,
         resolution_uj: float = 1000.0,
         power_of: Callable[[str], float] | None = None,
         conditions_of: Callable[[float], dict[str, float]] | None = None,
@@ -228,6 +229,7 @@ class SimulatedCounter:
         self.idle_w = idle_w
         self.drift = idle_drift_w_per_s
         self.period_ns = int(period_s * 1e9)
+        self.lag = lag_periods
         self.resolution_uj = resolution_uj
         self.power_of = power_of
         self._cond = conditions_of
@@ -266,13 +268,14 @@ class SimulatedCounter:
         return (self.idle_w * s + 0.5 * self.drift * s * s) * 1e6
 
     def read_uj(self) -> int:
-        """The integral up to the last update instant, fixed at the first read after it.
+        """The integral up to the update instant ``lag_periods`` before the last one, fixed at
+        the first read after that update.
 
-        Busy time reported after that read (a workload reports a chunk when it has finished)
-        counts at the next update, as energy a real counter has not yet published.
+        A workload that reports a chunk when it has finished is counted right if it reports
+        within the lag; later reports count at a later update.
         """
         now = self.clock()
-        k = (now - self.t0) // self.period_ns
+        k = max(0, (now - self.t0) // self.period_ns - self.lag)
         upd = self.t0 + k * self.period_ns
         with self._lock:
             if k == self._k:
@@ -306,6 +309,7 @@ class SimulatedCounter:
             "call": "simulated: a known power integrated over CLOCK_MONOTONIC",
             "resolution_uj": self.resolution_uj,
             "update_period_s": self.period_ns / 1e9,
+            "lag_periods": self.lag,
             "idle_w": self.idle_w,
             "idle_drift_w_per_s": self.drift,
             "simulated": True,

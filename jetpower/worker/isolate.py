@@ -52,7 +52,9 @@ from jetpower._plan_estimate import (
     ISOLATION_COUNTER_PERIOD_S,
     ISOLATION_PERIODS,
     ISOLATION_REPETITIONS,
+    ISOLATION_SETTLE_PERIODS,
     ISOLATION_SETTLE_S,
+    isolation_block_seconds,
     isolation_seconds,
 )
 from jetpower.timebase import monotonic_ns
@@ -94,8 +96,11 @@ class Settings:
     repetitions: int = ISOLATION_REPETITIONS
     #: counter update periods per block
     periods: int = ISOLATION_PERIODS
-    #: time a block runs before its first edge may count
+    #: time a block runs before its first edge may count, at least; also at least
+    #: ``settle_periods`` counter periods, so a counter that publishes late (its value at an edge
+    #: being the energy up to some time before it) has seen only the layer in the window
     settle_s: float = ISOLATION_SETTLE_S
+    settle_periods: float = ISOLATION_SETTLE_PERIODS
     #: target time of one launch (the copies in one CUDA graph)
     chunk_s: float = 0.002
     graphs: bool = True
@@ -263,7 +268,7 @@ class Pass:
         edges = self.poller.edges
         first = len(edges)
         t_begin = monotonic_ns()
-        settle_at = t_begin + int(s.settle_s * 1e9)
+        settle_at = t_begin + int(max(s.settle_s, s.settle_periods * period) * 1e9)
         unit.begin()
         execs = 0
         i0: int | None = None
@@ -323,7 +328,10 @@ class Pass:
         self.poller.start_and_wait()
         try:
             self.characterise()
-            per_block = (s.settle_s + (s.periods + 1) * (self.period_s or 0.1)) * 1.1
+            period = self.period_s or ISOLATION_COUNTER_PERIOD_S
+            per_block = 1.1 * isolation_block_seconds(
+                s.periods, s.settle_s, s.settle_periods, period
+            )
             self._planned = len(self.items) * max(1, s.repetitions)
             self._done = 0
             todo = list(self.items)
@@ -654,5 +662,6 @@ def estimate_seconds(layers: int, settings: Settings, period_s: float | None) ->
         periods=settings.periods,
         settle_s=settings.settle_s,
         period_s=period_s or ISOLATION_COUNTER_PERIOD_S,
+        settle_periods=settings.settle_periods,
         max_seconds=settings.max_seconds,
     )

@@ -75,7 +75,9 @@ def _open_counter(cfg: WorkerConfig, be: TorchBackend) -> Any:
 
     want = cfg.layer_energy_counter
     if want == "simulated":
-        return energy.SimulatedCounter(power_of=energy.simulated_power)
+        # a launch is reported when it has finished: publishing one period (20 ms) late absorbs
+        # that; the pass's settling time (one period) covers the lag
+        return energy.SimulatedCounter(power_of=energy.simulated_power, lag_periods=1)
     if not be.cuda:
         raise WorkerConfigError(
             'layer_energy "isolated" needs an energy counter: NVML\'s, on a CUDA GPU (device '
@@ -292,6 +294,15 @@ class TorchBackend:
 
     # -- isolated per-layer energy --------------------------------------------------------------
 
+    def isolation_settings(self) -> Any:
+        """The isolation pass's settings: the config's precision and cap, the rest defaults."""
+        from jetpower.worker import isolate
+
+        return isolate.Settings(
+            precision=self.cfg.layer_energy_precision,
+            max_seconds=self.cfg.layer_energy_max_seconds,
+        )
+
     def isolation_pass(self, progress: Any = None) -> dict[str, Any]:
         """Replay each leaf layer alone (``worker/isolate.py``); returns the result document."""
         from jetpower.worker import isolate
@@ -299,11 +310,8 @@ class TorchBackend:
         if self.counter is None:
             raise WorkerConfigError("the isolation pass needs an energy counter (layer_energy)")
         cfg = self.cfg
-        settings = isolate.Settings(
-            precision=cfg.layer_energy_precision, max_seconds=cfg.layer_energy_max_seconds
-        )
         try:
-            doc = isolate.run_pass(self, self.counter, settings, progress)
+            doc = isolate.run_pass(self, self.counter, self.isolation_settings(), progress)
         finally:
             self.counter.close()
         doc = {
