@@ -68,6 +68,10 @@ class WorkerConfig:
     #: the run's CLOCK_REALTIME/CLOCK_MONOTONIC anchor, so that the worker's wall-clock text and
     #: the power log's come from one pair; None: the worker takes its own
     anchor: dict[str, int] | None = None
+    #: simulated runs only: the truth bus file (jetpower.sensors.truthbus) on which the torch
+    #: backend publishes the layer it runs, so that the simulated sensor's power follows it;
+    #: None (every real run): nothing is published
+    truth_bus: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -180,6 +184,8 @@ def _validate(c: WorkerConfig) -> list[str]:
         not isinstance(c.label, str) or _dir_name(c.label) != c.label or c.label in {".", ".."}
     ):
         p.append(f"'label' is {c.label!r}, expected a plain directory name")
+    if c.truth_bus is not None and (not isinstance(c.truth_bus, str) or not c.truth_bus):
+        p.append(f"'truth_bus' is {c.truth_bus!r}, expected the truth bus file's path or null")
     if c.weights is not None and not isinstance(c.weights, str):
         p.append(f"'weights' is {c.weights!r}, expected a local file path or null")
     return p

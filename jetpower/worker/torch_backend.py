@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jetpower import models
+from jetpower.sensors.truthbus import Publisher
 from jetpower.timebase import monotonic_ns
 from jetpower.worker._torchinfo import layer_entry, tensor_entry
 from jetpower.worker.config import WorkerConfig, WorkerConfigError, WorkerRunError
@@ -94,6 +96,7 @@ class TorchBackend:
         self._run = 0
         self._prof: LayerProfile | None = None
         self._ev: list[tuple[Any, Any]] = []
+        self._bus: Publisher | None = None  # simulated runs: publishes the running layer
         torch.set_grad_enabled(False)
 
     # -- phases -------------------------------------------------------------------------------
@@ -188,6 +191,8 @@ class TorchBackend:
         if self.cuda:
             ev = self.torch.cuda.Event
             self._ev = [(ev(enable_timing=True), ev(enable_timing=True)) for _ in names]
+        elif self.cfg.truth_bus:
+            self._bus = Publisher(Path(self.cfg.truth_bus), names)
         return names
 
     def _pre(self, mod: Any, args: Any) -> None:
@@ -196,6 +201,8 @@ class TorchBackend:
                 self._ev[self._pos][0].record(self.stream)
         else:
             self._t0 = monotonic_ns()
+            if self._bus is not None:
+                self._bus.begin(self._pos, self._t0)
 
     def _post(self, mod: Any, args: Any, out: Any) -> None:
         pos = self._pos
@@ -204,7 +211,10 @@ class TorchBackend:
             if pos < len(self._ev):
                 self._ev[pos][1].record(self.stream)
         elif self._prof is not None and pos < len(self._prof.names):
-            self._prof.record(self._run, pos, (monotonic_ns() - self._t0) / 1e6)
+            t1 = monotonic_ns()
+            self._prof.record(self._run, pos, (t1 - self._t0) / 1e6)
+            if self._bus is not None:
+                self._bus.end(pos, t1)
 
     def profile_run(self, prof: LayerProfile, run: int) -> None:
         self._prof, self._run, self._pos = prof, run, 0
@@ -229,6 +239,9 @@ class TorchBackend:
             h.remove()
         self._handles.clear()
         self._prof = None
+        if self._bus is not None:
+            self._bus.close()
+            self._bus = None
 
     def hooks_installed(self) -> int:
         """How many hooks the backend has on the model now (0 outside the profiling pass)."""
