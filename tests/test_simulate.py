@@ -212,12 +212,17 @@ def test_published_layers_drive_power_and_truth_file(tmp_path: Path, no_leaked_c
         for layer, t0, t1 in spans:
             if t0 <= c["start_ns"] and c["end_ns"] <= t1:
                 inside[layer].append(c)
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    missed = 0
     for layer, net in ((0, 3000), (1, 500)):
         assert len(inside[layer]) > 30
         want = _expected_ma(IDLE_IN + SHARE_IN * net, SUPPLY_IN)
-        assert all(c["net_mw"] == net for c in inside[layer])
-        assert all(abs(c["value"] - want) <= 16 for c in inside[layer]), "noise is < 2 LSB"
-    truth = json.loads((tmp_path / "truth.json").read_text())
+        exact = [c for c in inside[layer] if c["net_mw"] == net]
+        missed += len(inside[layer]) - len(exact)
+        assert all(abs(c["value"] - want) <= 16 for c in exact), "noise is < 2 LSB"
+    # a window can miss a mark only when the mark came late (this process was preempted between
+    # stamping it and publishing it), and the truth file counts every such mark
+    assert (missed == 0 or truth["bus"]["late_marks"] > 0) and missed <= 0.1 * len(conv)
     assert truth["format"] == "jetpower.simulator-truth" and truth["version"] == 1
     assert truth["final"] is True and truth["simulated"] is True
     hot, cold = truth["layers"]["hot"], truth["layers"]["cold"]
@@ -225,7 +230,8 @@ def test_published_layers_drive_power_and_truth_file(tmp_path: Path, no_leaked_c
     assert hot["executions"] == cold["executions"] == 20
     mean_hot = sum(t1 - t0 for layer, t0, t1 in spans if layer == 0) / 20
     assert hot["mean_duration_ns"] == pytest.approx(mean_hot, rel=1e-9)
-    assert truth["bus"] == {"marks": 80, "lost": 0, "unknown_marks": 0, "unmatched_ends": 0}
+    assert {k: truth["bus"][k] for k in ("marks", "lost", "unknown_marks", "unmatched_ends")} \
+        == {"marks": 80, "lost": 0, "unknown_marks": 0, "unmatched_ends": 0}
     chip = truth["chip"]
     assert chip["period_ns_nominal"] == 6_600_000 and chip["order"][:2] == ["CH1 shunt",
                                                                             "CH1 bus"]

@@ -100,6 +100,11 @@ class Timeline:
         self.unknown_marks = 0
         self.unmatched_ends = 0
         self.gap_ns = 0
+        #: marks that arrived after a conversion had already averaged past their time (the
+        #: publisher was delayed between stamping and publishing): those windows missed them
+        self.late_marks = 0
+        self.late_ns = 0
+        self.integrated_to = 0
 
     def _close(self, t: int) -> None:
         """Close the open state at ``t``, appending its segments."""
@@ -122,6 +127,9 @@ class Timeline:
 
     def feed(self, marks: Iterable[Mark], name_of: Callable[[int, int], str | None]) -> None:
         for m in marks:
+            if m.t_ns < self.integrated_to:
+                self.late_marks += 1
+                self.late_ns += self.integrated_to - m.t_ns
             t = max(m.t_ns, self._since)
             name = name_of(m.table, m.layer)
             if name is None:
@@ -156,6 +164,7 @@ class Timeline:
         """Mean net power over ``[a, b)`` ns."""
         if b <= a:
             return 0.0
+        self.integrated_to = max(self.integrated_to, b)
         total = 0.0
         covered = a
         for seg in itertools.chain(self.segments, self._open(b)):

@@ -25,7 +25,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -233,14 +233,18 @@ class Generator:
             "bus": None if self.sub is None else {
                 "marks": self.sub.next, "lost": self.sub.lost,
                 "unknown_marks": self.timeline.unknown_marks,
-                "unmatched_ends": self.timeline.unmatched_ends},
+                "unmatched_ends": self.timeline.unmatched_ends,
+                "late_marks": self.timeline.late_marks,
+                "late_ns": self.timeline.late_ns},
         }
 
 
 def run_generator(root: Path, *, seed: int | None = None, stop_after: float | None = None,
                   bus: Path | None = None, truth: Path | None = None,
-                  table: PowerTable | None = None, conversions: Path | None = None) -> None:
-    """Run the chip until SIGTERM/SIGINT (or ``stop_after`` seconds), in real time."""
+                  table: PowerTable | None = None, conversions: Path | None = None,
+                  on_ready: Callable[[], None] | None = None) -> None:
+    """Run the chip until SIGTERM/SIGINT (or ``stop_after`` seconds), in real time;
+    ``on_ready`` is called once the chip runs and the bus is being followed."""
     stop = False
 
     def on_signal(_sig: int, _frame: object) -> None:
@@ -258,6 +262,8 @@ def run_generator(root: Path, *, seed: int | None = None, stop_after: float | No
         log = conversions.open("w", encoding="utf-8")
         log.write("k,slot,channel,quantity,start_ns,end_ns,written_ns,net_mw,value\n")
     next_truth = start + TRUTH_EVERY_NS
+    if on_ready is not None:
+        on_ready()
     end = None if stop_after is None else start + int(stop_after * 1e9)
     try:
         while not stop:
@@ -310,12 +316,10 @@ def main() -> None:
         if args.create:
             create_tree(args.root)
         table = PowerTable.load(args.power_table) if args.power_table else None
-        if args.truth_bus is not None:
-            Subscriber(args.truth_bus).close()  # fail before "ready" on a bad bus
-        print("ready", flush=True)
         run_generator(args.root, seed=args.seed, stop_after=args.stop_after,
                       bus=args.truth_bus, truth=args.truth, table=table,
-                      conversions=args.conversions)
+                      conversions=args.conversions,
+                      on_ready=lambda: print("ready", flush=True))
     except (SensorError, OSError) as e:
         raise SystemExit(f"simulated sensor: {e}") from None
 
