@@ -359,3 +359,49 @@ def test_torch_worker_publishes_its_layers(tmp_path: Path) -> None:
     off.load()
     off.prepare_profiling()
     assert off._bus is None, "nothing is published without truth_bus"
+
+
+@pytest.mark.torch
+def test_worker_layers_reach_the_simulator_truth(tmp_path: Path, no_leaked_children) -> None:
+    """End to end through real processes and clocks: the torch worker's profiled lenet runs
+    drive the running simulator; its truth file lists every layer with the executions and the
+    mean duration the worker measured, and the conversions during the pass average only layer
+    and gap power (no background)."""
+    pytest.importorskip("torch")
+    from jetpower.worker.config import WorkerConfig
+    from jetpower.worker.profile import LayerProfile
+    from jetpower.worker.torch_backend import TorchBackend
+
+    create_tree(tmp_path / "tree")
+    bus = truthbus.create(tmp_path / "bus")
+    cfg = WorkerConfig(model="lenet", result_dir=str(tmp_path), backend="torch", device="cpu",
+                       dtype="float32", truth_bus=str(bus))
+    backend = TorchBackend(cfg)
+    backend.load()
+    p = _run_sim(tmp_path, "--truth-bus", str(bus), "--truth", str(tmp_path / "truth.json"),
+                 "--conversions", str(tmp_path / "conv.csv"))
+    runs = 100
+    try:
+        names = backend.prepare_profiling()
+        prof = LayerProfile(names, runs)
+        for run in range(runs):
+            backend.profile_run(prof, run)
+        backend.end_profiling()
+        time.sleep(0.05)
+    finally:
+        p.terminate()
+        p.wait(10)
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert set(truth["layers"]) == set(names)
+    table = PowerTable()
+    for i, name in enumerate(names):
+        got = truth["layers"][name]
+        assert got["executions"] == runs and got["net_mw"] == table.net_mw(name)
+        assert got["mean_duration_ns"] / 1e6 == pytest.approx(
+            float(prof.lat_ms[:, i].mean()), rel=1e-3)
+    levels = {table.net_mw(n) for n in names} | {table.gap_mw}
+    during = [r for r in _log(tmp_path / "conv.csv")
+              if prof.start_ns[0] <= r["start_ns"] and r["end_ns"] <= prof.end_ns[-1]]
+    assert during, "the pass spans conversions"
+    lo, hi = min(levels), max(levels)
+    assert all(lo - 1 <= r["net_mw"] <= hi + 1 for r in during)

@@ -203,6 +203,9 @@ class SensorSet:
     simulated: bool = False
     devices: tuple[dict[str, Any], ...] = field(default=())  # per chip: update_interval, samples
     selected_because: str = ""  # why discovery picked this source (and what it passed over)
+    #: simulated runs: the truth bus the simulator follows, for the workers' config (truth_bus);
+    #: a temporary file of the run, so not part of the sensor's description
+    truth_bus: Path | None = None
 
     @property
     def channels(self) -> tuple[Channel, ...]:
