@@ -117,7 +117,7 @@ def test_field_unsupported_falls_back_to_power_usage(nvml, tmp_path: Path,
     sensor = discover(tmp_path, "nvml")
     power = sensor.rail("GPU0").power
     assert power is not None
-    assert str(power.path) == "nvml:0:power_avg" and power.reading == "average"
+    assert str(power.path) == "nvml:0:power_avg" and power.reading == "window_mean"
     assert "NVML_ERROR_NOT_SUPPORTED" in power.about
     rows = _run_sampler(sensor, tmp_path / "ring", n=20)
     values = [r[4] for r in rows]

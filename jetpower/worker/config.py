@@ -79,6 +79,10 @@ class WorkerConfig:
     #: the isolation pass starts no round that would end later than this, s
     layer_energy_max_seconds: float = 600.0
     layer_energy_counter: str = "auto"
+    #: simulated runs only: the truth bus file (jetpower.sensors.truthbus) on which the torch
+    #: backend publishes the layer it runs, so that the simulated sensor's power follows it;
+    #: None (every real run): nothing is published
+    truth_bus: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -204,6 +208,8 @@ def _validate(c: WorkerConfig) -> list[str]:
         v = getattr(c, key)
         if not isinstance(v, int | float) or isinstance(v, bool) or not 0 < v <= hi:
             p.append(f"'{key}' is {v!r}, expected a number greater than 0 and at most {hi:g}")
+    if c.truth_bus is not None and (not isinstance(c.truth_bus, str) or not c.truth_bus):
+        p.append(f"'truth_bus' is {c.truth_bus!r}, expected the truth bus file's path or null")
     if c.weights is not None and not isinstance(c.weights, str):
         p.append(f"'weights' is {c.weights!r}, expected a local file path or null")
     return p

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jetpower.worker import models
+from jetpower.sensors.truthbus import Publisher
 from jetpower.timebase import monotonic_ns
-from jetpower.worker import alignment
+from jetpower.worker import alignment, models
 from jetpower.worker._torchinfo import layer_entry, tensor_entry
 from jetpower.worker.config import WorkerConfig, WorkerConfigError, WorkerRunError
 from jetpower.worker.profile import LayerProfile
@@ -117,6 +118,7 @@ class TorchBackend:
         self._cpu_cal: dict[str, Any] | None = None
         self._corr = (0.0, 0.0)  # CPU: hook dispatch before / after a module's forward, ns
         self.isolation: dict[str, Any] | None = None  # the isolation pass's result, when run
+        self._bus: Publisher | None = None  # simulated runs: publishes the running layer
         torch.set_grad_enabled(False)
         self.counter: Any = _open_counter(cfg, self) if cfg.layer_energy == "isolated" else None
 
@@ -216,6 +218,8 @@ class TorchBackend:
             self._starts = [0] * len(names)
             self._cpu_cal = cal = alignment.calibrate_cpu_hooks(self.torch)
             self._corr = (cal["start_correction_ns"], cal["end_correction_ns"])
+            if self.cfg.truth_bus:
+                self._bus = Publisher(Path(self.cfg.truth_bus), names)
         return names
 
     def _pre(self, mod: Any, args: Any) -> None:
@@ -224,6 +228,8 @@ class TorchBackend:
             if pos < len(self._ev):
                 self._ev[pos][0].record(self.stream)
         elif pos < len(self._starts):
+            if self._bus is not None:
+                self._bus.begin(pos, monotonic_ns() + int(self._corr[0]))
             self._starts[pos] = monotonic_ns()  # the last statement: the module runs next
 
     def _post(self, mod: Any, args: Any, out: Any) -> None:
@@ -237,7 +243,10 @@ class TorchBackend:
             c0, c1 = self._corr
             start = self._starts[pos] + c0
             # a module faster than the dispatch's spread keeps a 1 ns window, never a negative one
-            self._prof.record_window(self._run, pos, start, max(end - c1, start + 1))
+            stop = max(end - c1, start + 1)
+            self._prof.record_window(self._run, pos, start, stop)
+            if self._bus is not None:
+                self._bus.end(pos, int(stop))
 
     def profile_run(self, prof: LayerProfile, run: int) -> None:
         self._prof, self._run, self._pos = prof, run, 0
@@ -272,6 +281,9 @@ class TorchBackend:
         self._handles.clear()
         self._done_runs = self._prof.done if self._prof is not None else 0
         self._prof = None
+        if self._bus is not None:
+            self._bus.close()
+            self._bus = None
 
     def alignment(self) -> dict[str, Any]:
         """The method of placing layer windows on CLOCK_MONOTONIC and its measured error."""

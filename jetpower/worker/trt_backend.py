@@ -38,9 +38,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from jetpower.worker import models
 from jetpower.timebase import monotonic_ns
 from jetpower.worker import _trt_compat as compat
+from jetpower.worker import models
 from jetpower.worker.config import WorkerConfig, WorkerConfigError, WorkerRunError
 from jetpower.worker.profile import LayerProfile
 from jetpower.worker.torch_backend import import_torch, torch_dtype
