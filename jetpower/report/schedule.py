@@ -236,12 +236,13 @@ def _violation(lo: F64, hi: F64, tk: F64) -> F64:
     return np.maximum(np.maximum(lo - tk, tk - hi), 0.0)
 
 
-def _fit_block(lo: F64, hi: F64, nominal: float, tol_rel: float
+def _fit_block(lo: F64, hi: F64, centre_period: float, tol_rel: float
                ) -> tuple[float, float, float, F64, float, float]:
-    """Fit one block (times relative to the block's origin, ns).  Returns (phase, period, curv,
-    violations, margin, resultant length)."""
+    """Fit one block (times relative to the block's origin, ns), the period searched within
+    ``centre_period x (1 +- tol_rel)``.  Returns (phase, period, curv, violations, margin,
+    resultant length)."""
     mid = 0.5 * (lo + hi)
-    period, r = _scan_period(mid, nominal, tol_rel)
+    period, r = _scan_period(mid, centre_period, tol_rel)
     z = np.exp(2j * np.pi * mid / period).sum()
     phase = float(np.angle(z)) / (2 * np.pi) * period
     centre = float(np.median(mid))
@@ -360,7 +361,12 @@ def fit_schedule(
         origin = int(lo_i[i0])
         lo = (lo_i[i0:i1] - origin).astype(np.float64)
         hi = (hi_i[i0:i1] - origin).astype(np.float64)
-        phase, period, curv, viol, margin, _r = _fit_block(lo, hi, nominal, osc_tolerance)
+        # the first fit searches the oscillator's whole tolerance; later ones near the last period
+        # (a jump beyond that leaves their changes unexplained: refused below)
+        prev = fits[-1][2] if fits else None
+        phase, period, curv, viol, margin, _r = _fit_block(
+            lo, hi, nominal if prev is None else prev, osc_tolerance if prev is None
+            else 4 * max_jump)  # fmt: skip
         m = _multiple_of_cycle(lo, hi, phase, period, curv)
         if m > 1:
             return _refuse(f"values change only every {m} cycles of the nominal "
