@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from jetpower.sampler.process import start_sampler
 
 from jetpower.errors import SensorError
-from jetpower.sampler.process import start_sampler
 from jetpower.sensors import discover, truthbus
 from jetpower.sensors._simpower import GAP_HOLD_NS, PowerTable, hashed_net_mw
 from jetpower.sensors.simulate import HWMON, RAILS, Generator, create_tree

@@ -3,7 +3,8 @@
 The model (DESIGN.md, "What an INA3221 reading is"): a conversion of the rail's current is the
 mean over its window, so each *distinct conversion* k gives one equation
 
-    y_k = V_k I_k - idle = sum_l  w_kl P_l  +  w_k,gap P_gap,     w_kl = |window_k ∩ layer l| / |window_k|
+    y_k = V_k I_k - idle = sum_l  w_kl P_l  +  w_k,gap P_gap,
+    w_kl = |window_k ∩ layer l| / |window_k|
 
 where the window ends at the fitted conversion end (:mod:`jetpower.report.schedule`) plus one
 offset, is ``window_ns`` long (scaled by the fitted period: the chip's oscillator sets both), and
@@ -316,7 +317,7 @@ def _refusal(names: Sequence[str], lat: tuple[F64, F64, F64, I64, I64], reason: 
     return LayerFit(layers, summary)
 
 
-def estimate_layers(
+def estimate_layers(  # noqa: PLR0911  (each refusal returns its reason)
     reads: RailReads,
     model: ReadingModel,
     runs: ProfiledRuns,
@@ -361,7 +362,8 @@ def estimate_layers(
         lat = (np.nanmean(typ, axis=0) * 1e-9, np.median(dur, axis=0) * 1e-9,
                dur.mean(axis=0) * 1e-9, (~out_mask).sum(axis=0), out_mask.sum(axis=0))  # fmt: skip
     point = model.kind == "instant"
-    base = dict(rail=reads.rail, offset_ns=math.nan, offset_se_ns=math.nan,
+    base = dict(  # noqa: C408
+        rail=reads.rail, offset_ns=math.nan, offset_se_ns=math.nan,
                 offset_searched=offset_ns is None, window_ns=model.window_ns, n_conversions=0,
                 n_equations=0, n_runs=R, n_outlier_runs=int(out_mask.any(axis=1).sum()),
                 n_params=L + 1, condition=math.nan, residual_rms_w=math.nan,
@@ -371,7 +373,7 @@ def estimate_layers(
 
     def refuse(reason: str, method: str = "refused", **kw: object) -> LayerFit:
         return _refusal(names, lat, reason, FitSummary(False, reason, method,
-                                                       **{**base, **kw}))  # type: ignore[arg-type]  # fmt: skip
+                                                       **{**base, **kw}))  # fmt: skip
 
     if R == 0 or L == 0:
         return refuse("no profiled runs")
@@ -472,7 +474,7 @@ def estimate_layers(
     x = np.full(L + 1, math.nan)
     x[est] = _solve(g[np.ix_(est, est)], h[est])
     resid = float(math.sqrt(max(_rss(g[np.ix_(est, est)], h[est], yy, x[est]), 0.0) / yv.size))
-    # ---- bootstrap over blocks of runs ------------------------------------------------------------
+    # ---- bootstrap over blocks of runs ----
     nb = int(min(n_blocks, R))
     run_of = np.clip(np.searchsorted(prob.run_start, prob.end_rel[idx] + off, "right") - 1, 0,
                      R - 1)  # fmt: skip
@@ -508,7 +510,7 @@ def estimate_layers(
             g2, h2, _ = _gram(a2, y2)
             xs.append(_solve(g2[np.ix_(ei, ei)], h2[ei]))
         dpdo[ei] = (xs[1] - xs[0]) / (2 * h_step)
-    # ---- results -----------------------------------------------------------------------------------
+    # ---- results ----
     lat_mean = lat[0]
     layers: list[LayerEstimate] = []
     extra = np.zeros(L)
@@ -548,7 +550,7 @@ def estimate_layers(
     if refused.any():
         notes.append(f"{int(refused.sum())} layers with fewer than {min_equations} equations")
     summary = FitSummary(
-        True, "", method, **{**base, "condition": cond, "residual_rms_w": resid,  # type: ignore[arg-type]
+        True, "", method, **{**base, "condition": cond, "residual_rms_w": resid,
                              "gap_power_w": float(x[L]), "gap_ci_w": float((qg[1] - qg[0]) / 2),
                              "sum_energy_j": float(sum(est_e)) if est_e else math.nan,
                              "pass_energy_per_inference_j": e_pass / R, "notes": tuple(notes)},
@@ -577,7 +579,7 @@ def sum_rails(fits: Sequence[LayerFit]) -> list[tuple[str, float | None, float |
         if any(f.layers[j].energy_j is None for f in fits):
             out.append((n, None, None))
             continue
-        e = sum(float(f.layers[j].energy_j) for f in fits)  # type: ignore[arg-type]
+        e = sum(float(f.layers[j].energy_j or 0.0) for f in fits)
         rep = sum(f.boot_power_w[:, j] * f.boot_latency_s[:, j] for f in fits)
         q = np.nanpercentile(rep, [2.5, 97.5])
         extra = sum(float(f.energy_extra_var[j]) for f in fits)

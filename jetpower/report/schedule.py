@@ -301,7 +301,7 @@ def _multiple_of_cycle(lo: F64, hi: F64, phase: float, period: float, curv: floa
     return 1
 
 
-def fit_schedule(
+def fit_schedule(  # noqa: PLR0911  (each refusal returns its reason)
     anchor_ns: npt.ArrayLike,
     values: npt.ArrayLike,
     model: ReadingModel,
@@ -340,7 +340,8 @@ def fit_schedule(
     # more changes than cycles: the chip converts faster than the model's cycle
     if n_all > 1.15 * span / (nominal * (1 - osc_tolerance)) + 5:
         return _refuse(f"{n_all} value changes in {span * 1e-9:.2f} s: more than one per "
-                       f"nominal {nominal * 1e-6:.3f} ms cycle; the chip's configuration (conversion "
+                       f"nominal {nominal * 1e-6:.3f} ms cycle; the chip's configuration "
+                       "(conversion "
                        "time, enabled channels) is not the one the reading model describes",
                        latch, nominal, n_all, tol_ns)  # fmt: skip
     wide = (hi_i - lo_i) < 0.85 * nominal * (1 - osc_tolerance)
