@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jetpower import _plan_estimate
 from jetpower.errors import PlanError
+from jetpower.plan import _estimate as _plan_estimate
 from jetpower.plan import parse_plan
 
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from jetpower.sampler.process import start_sampler
 
+from jetpower.acquire.process import start_sampler
 from jetpower.errors import SensorError
 from jetpower.sensors import discover, truthbus
 from jetpower.sensors._simpower import GAP_HOLD_NS, PowerTable, hashed_net_mw

@@ -48,7 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from jetpower._plan_estimate import (
+from jetpower.timebase import monotonic_ns
+from jetpower.worker import _replay
+from jetpower.worker._isolation_budget import (
     ISOLATION_COUNTER_PERIOD_S,
     ISOLATION_PERIODS,
     ISOLATION_REPETITIONS,
@@ -57,8 +59,6 @@ from jetpower._plan_estimate import (
     isolation_block_seconds,
     isolation_seconds,
 )
-from jetpower.timebase import monotonic_ns
-from jetpower.worker import _replay
 from jetpower.worker.energy import CounterError, EnergyCounter
 
 FORMAT = "jetpower.layer-energy"
