@@ -8,7 +8,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,14 @@ from jetpower.acquire.process import (
 )
 from jetpower.acquire.recorder import Recorder, WindowSink, sensor_source
 from jetpower.errors import UsageError
-from jetpower.log import configure_logging, get_logger
+from jetpower.log import get_logger
 from jetpower.sensors import SOURCES
 from jetpower.timebase import Anchor, monotonic_ns
 
 MAX_RATE_HZ = 100_000
+
+#: stdout carries the result; the log goes to stderr (console on a terminal, else JSON lines)
+LOG_STREAM = "stderr"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -205,7 +207,6 @@ def _human(s: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cmd = _check(args)
-    configure_logging(json_lines=True, stream=sys.stderr)
     summary, status = asyncio.run(_sample(args, cmd))
     if args.json:
         keys = (
