@@ -1,4 +1,4 @@
-"""The terminal summary of a report: one rich table of the models, idle power, where the files are."""
+"""The terminal summary of a report: a rich table of the models, the idle power, the files."""
 
 from __future__ import annotations
 
