@@ -72,7 +72,7 @@ class Row:
 
     @property
     def ratio(self) -> float | None:
-        return None if self.a in (None, 0) or self.b is None else self.b / self.a  # type: ignore[operator]
+        return None if self.a in (None, 0) or self.b is None else self.b / self.a
 
     @property
     def significant(self) -> bool | None:
@@ -204,7 +204,7 @@ def to_markdown(c: Comparison, layers: bool = True) -> str:
     lines += [f"- warning: {w}" for w in c.warnings]
     for run in c.runs[1:]:
         lines += ["", f"## {run} against {c.runs[0]}", "",
-                  "| " + " | ".join(HEAD[:-1] + ["significant"]) + " |",
+                  "| " + " | ".join([*HEAD[:-1], "significant"]) + " |",
                   "|" + "---|" * 2 + "---|" + "---:|" * 4 + "---|"]
         for r in c.rows:
             if r.run == run and (layers or r.layer is None):
