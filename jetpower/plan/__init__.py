@@ -299,7 +299,10 @@ def parse_plan(text: str, *, source: str = "<string>", base_dir: Path | None = N
     _apply_overrides(problems, data, overrides)
     if problems:
         raise PlanError(problems.messages)
-    plan = _build(problems, data, text, source, Path.cwd() if base_dir is None else base_dir)
+    try:
+        plan = _build(problems, data, text, source, Path.cwd() if base_dir is None else base_dir)
+    except RecursionError as e:  # a value nested deeper than the checks can walk
+        raise PlanError(f"{source}: a value is nested too deeply") from e
     if problems:
         raise PlanError(problems.messages)
     return dataclasses.replace(plan, overrides=tuple(overrides)) if overrides else plan
