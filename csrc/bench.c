@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "jp_internal.h"
@@ -14,11 +15,11 @@ static int64_t time_nvml_reads(const char *path, uint64_t n, int64_t *out_ns)
     if (rc != 0)
         return rc;
     rc = jp_nvml_open(path, &c, err, sizeof err);
-    c.slow = 0; /* time the library call itself, not the poller's cached reading */
+    c.slow = 0; /* time the library call itself, not the poller's latest reading */
     for (uint64_t k = 0; rc == 0 && k < n; k++) {
         int64_t v;
         int64_t t0 = jp_now_ns(CLOCK_MONOTONIC);
-        int r = jp_nvml_read(&c, &v);
+        int r = jp_nvml_read_now(&c, &v);
         int64_t t1 = jp_now_ns(CLOCK_MONOTONIC);
         if (r != 0)
             rc = -errno;
@@ -83,6 +84,38 @@ int64_t jp_bench_pread_loop(const char **paths, uint32_t n, int64_t duration_ns)
     for (uint32_t i = 0; i < n; i++)
         close(fds[i]);
     return passes;
+}
+
+int64_t jp_bench_sample_loop(const char **paths, uint32_t n, uint64_t capacity,
+                             int64_t duration_ns)
+{
+    if (n == 0 || n > JP_MAX_CHANNELS || capacity < 2)
+        return -EINVAL;
+    struct jp_loop L = {.nchan = n, .rec_size = jp_record_size(n)};
+    L.h = calloc(1, sizeof *L.h + capacity * L.rec_size);
+    if (!L.h)
+        return -ENOMEM;
+    L.h->capacity = capacity;
+    L.records = (unsigned char *)(L.h + 1);
+    for (uint32_t i = 0; i < n; i++) {
+        L.fds[i] = open(paths[i], O_RDONLY | O_CLOEXEC);
+        if (L.fds[i] < 0) {
+            int err = errno;
+            while (i--)
+                close(L.fds[i]);
+            free(L.h);
+            return -err;
+        }
+    }
+    uint64_t seq = 0;
+    int64_t end = jp_now_ns(CLOCK_MONOTONIC) + duration_ns;
+    do
+        jp_take_sample(&L, seq++);
+    while (jp_now_ns(CLOCK_MONOTONIC) < end);
+    for (uint32_t i = 0; i < n; i++)
+        close(L.fds[i]);
+    free(L.h);
+    return (int64_t)seq;
 }
 
 int64_t jp_bench_sleep_loop(int64_t period_ns, uint64_t n, int64_t *out_ns)

@@ -76,7 +76,8 @@ int jp_reader_check(jp_reader *r, char *errbuf, size_t errlen)
     }
     if (h->version != JP_RING_VERSION) {
         if (errbuf && errlen)
-            snprintf(errbuf, errlen, "ring file version %u, this jetpower reads version %d",
+            snprintf(errbuf, errlen, "ring file version %u: this jetpower reads version %d only "
+                     "(the file was written by another jetpower release)",
                      h->version, JP_RING_VERSION);
         return -1;
     }
@@ -105,16 +106,52 @@ void jp_reader_counters(jp_reader *r, struct jp_counters *out)
     out->gone_mask = __atomic_load_n(&h->gone_mask, __ATOMIC_RELAXED);
     out->stop_signal = h->stop_signal;
     out->stop_monotonic_ns = h->stop_monotonic_ns;
+    out->rate_changes = __atomic_load_n(&h->rate_changes, __ATOMIC_RELAXED);
     for (int i = 0; i < JP_MAX_CHANNELS; i++)
         out->read_errors[i] = __atomic_load_n(&h->read_errors[i], __ATOMIC_RELAXED);
 }
 
 uint64_t jp_reader_position(jp_reader *r) { return r->next; }
 
-void jp_reader_request_period(jp_reader *r, int64_t period_ns)
+uint64_t jp_reader_pending(jp_reader *r)
 {
-    __atomic_store_n(&r->h->period_request_ns, period_ns, __ATOMIC_RELEASE);
+    uint64_t w = __atomic_load_n(&r->h->seq, __ATOMIC_ACQUIRE);
+    uint64_t n = w - r->next;
+    return n > r->h->capacity ? r->h->capacity : n;
 }
+
+int jp_reader_request_rate(jp_reader *r, double rate_hz, char *errbuf, size_t errlen)
+{
+    int64_t period;
+    int rc = jp_rate_period(rate_hz, &period, errbuf, errlen);
+    if (rc == 0)
+        __atomic_store_n(&r->h->period_request_ns, period, __ATOMIC_RELEASE);
+    return rc;
+}
+
+/*
+ * Which copied records may be torn.  The slot of record i is reused by record i + capacity.
+ * After its copy the reader loads w2 = header.seq; records [0, w2) are published, so the writer
+ * may be filling record w2 (overwriting record w2 - capacity) -- and, on a weakly ordered CPU
+ * (the Jetson's ARM cores), record w2 + 1 as well: a release store orders the stores before it,
+ * not the ones after it, so the stores of record w2 + 1, which follow the release store of
+ * seq = w2 + 1 in the writer's program, may become visible to us before that store does.
+ * Two things keep such a record out:
+ *   1. The writer issues a release fence after publishing seq = m and before its first store
+ *      into record m's slot (jp_take_sample); the reader issues an acquire fence between its
+ *      copy and its load of w2.  If the copy saw any store of record m, the fences synchronise
+ *      and w2 >= m: only record w2 itself can be in flight.
+ *   2. The reader treats two records, w2 and w2 + 1, as in flight: every copied record with
+ *      i + capacity <= w2 + 1 is dropped.
+ * (1) is what the C11 memory model asks for, and by it alone the guard is sound.  (2) does not
+ * rest on the fences: it covers exactly the record described above, should a writer's stores
+ * ever run ahead of their publication, and unlike a fence it can be tested on x86.  Its price is
+ * one record per ring lap, lost only by a reader that is already a whole ring behind.
+ * A stopped writer fills nothing further: no record is then in flight.  On x86 neither the
+ * fences nor the reordering exist (stores are seen in order); tests pin (2) with a hand-made
+ * ring (tests/test_sampler.py).
+ */
+#define JP_IN_FLIGHT 2
 
 int64_t jp_reader_drain(jp_reader *r, void *out, uint64_t max_records, uint64_t *lost)
 {
@@ -138,13 +175,10 @@ int64_t jp_reader_drain(jp_reader *r, void *out, uint64_t max_records, uint64_t 
         uint64_t i = r->next + k;
         memcpy(dst + k * rs, records + (i % cap) * rs, rs);
     }
-    /* Anything the writer published since may have been written over what we copied: the
-     * slot of record i is reused by record i + cap, and the writer may already be filling
-     * record w2 (unpublished).  So every record with i + cap <= w2 is suspect. */
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE); /* (1) above: the copy before the re-check */
     uint64_t w2 = __atomic_load_n(&h->seq, __ATOMIC_RELAXED);
-    /* A writer that has stopped fills no further slot, so nothing past w2 is in flight. */
-    uint64_t in_flight = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == JP_STATE_STOPPED ? 0 : 1;
+    uint64_t in_flight =
+        __atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == JP_STATE_STOPPED ? 0 : JP_IN_FLIGHT;
     uint64_t oldest_safe = w2 + in_flight > cap ? w2 + in_flight - cap : 0;
     uint64_t bad = 0;
     if (oldest_safe > r->next)

@@ -7,13 +7,15 @@ of C memory.  Nothing else in jetpower touches ``ffi`` or ``lib``.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jetpower.errors import SamplerError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 try:
     from jetpower._sampler import ffi, lib
@@ -25,8 +27,39 @@ except ImportError as e:  # pragma: no cover - only without a build
 
 RING_VERSION: int = lib.JP_RING_VERSION
 MAX_CHANNELS: int = lib.JP_MAX_CHANNELS
-_RECORD_FIXED: int = lib.JP_RECORD_FIXED
+#: the one rate range of jetpower, from the C header: a rate is 0 or in [MIN_RATE_HZ,
+#: MAX_RATE_HZ].  Rate 0 makes the C loop pace at MAX_RATE_HZ (it never free-runs); callers that
+#: mean "each new value once" resolve 0 to the source's change period before they start it.
+MAX_RATE_HZ: int = lib.JP_MAX_RATE_HZ
+MIN_RATE_HZ: int = lib.JP_MIN_RATE_HZ
 _ERRLEN = 512
+
+
+def record_size(nchan: int) -> int:
+    """Bytes of one ring record of ``nchan`` channels."""
+    return int(lib.jp_record_size(nchan))
+
+
+def record_dtype(nchan: int) -> np.dtype:
+    """The numpy dtype of one ring record of ``nchan`` channels (ring version 2), field by field
+    the C record: every field 8 bytes, little-endian, no padding.
+
+    ``seq`` (uint64), ``t_start_ns`` and ``t_end_ns`` (int64, CLOCK_MONOTONIC around the pass),
+    ``valid_mask`` (uint64, bit i: channel i valid), then per channel, as sub-arrays of shape
+    ``(nchan,)``: ``values`` (int64, the channel's unit), ``read_start_ns`` and ``read_end_ns``
+    (int64, CLOCK_MONOTONIC around that channel's read; for ``nvml:`` channels the poller's NVML
+    call, which may precede ``t_start_ns``; 0 and 0 when no read was attempted, i.e. the channel
+    is gone).
+    """
+    import numpy as np  # here, not at import: the sampler child never needs it
+
+    dt = np.dtype([
+        ("seq", "<u8"), ("t_start_ns", "<i8"), ("t_end_ns", "<i8"), ("valid_mask", "<u8"),
+        ("values", "<i8", (nchan,)), ("read_start_ns", "<i8", (nchan,)),
+        ("read_end_ns", "<i8", (nchan,)),
+    ])
+    assert dt.itemsize == record_size(nchan), "record_dtype disagrees with jp_sampler.h"
+    return dt
 
 STATE_NAMES = {
     lib.JP_STATE_INIT: "init",
@@ -122,7 +155,12 @@ def run_loop(
     max_seconds: float = 0.0,
     install_signals: bool = True,
 ) -> None:
-    """Run the C sampling loop in this thread (the GIL is released) until stopped."""
+    """Run the C sampling loop in this thread (the GIL is released) until stopped.
+
+    ``rate_hz``: 0 or MIN_RATE_HZ..MAX_RATE_HZ, checked by the C side (0 paces at MAX_RATE_HZ).
+    Stops on SIGTERM/SIGINT when ``install_signals`` (the previous handlers are restored), after
+    ``max_samples`` records or ``max_seconds`` (0: no limit), whichever comes first.
+    """
     n = len(paths)
     if not 1 <= n <= MAX_CHANNELS:
         raise SamplerError(f"{n} channels; the sampler takes 1 to {MAX_CHANNELS}")
@@ -137,7 +175,7 @@ def run_loop(
     err = ffi.new("char[]", _ERRLEN)
     rc = lib.jp_sampler_run(
         os.fsencode(ring_path), c_paths, c_names, c_units, n, capacity, float(rate_hz),
-        max_samples, int(max_seconds * 1e9), int(install_signals), err, _ERRLEN,
+        max_samples, round(max_seconds * 1e9), int(install_signals), err, _ERRLEN,
     )
     del keep_p, keep_n, keep_u
     if rc != 0:
@@ -196,40 +234,89 @@ class Counters:
     gone: tuple[bool, ...]
     stop_signal: int
     stop_monotonic_ns: int
+    rate_changes: int
 
 
 class Records:
-    """A batch of records copied out of the ring, decoded lazily.
+    """A batch of records copied out of the ring in one go.
 
-    Each record: ``(seq, t_start_ns, t_end_ns, valid_mask, values...)``.
+    ``array`` is a numpy structured array of :func:`record_dtype` (one element per record, in
+    sequence order, consecutive ``seq``); the properties are views of its fields.  Iterating
+    gives the version-1 view, one tuple ``(seq, t_start_ns, t_end_ns, valid_mask, *values)`` per
+    record, for callers that decode record by record.
     """
 
-    __slots__ = ("_buf", "_fmt", "count")
+    __slots__ = ("array", "nchan")
 
-    def __init__(self, buf: bytes, nchan: int, count: int) -> None:
-        self._buf = buf
-        self._fmt = struct.Struct(f"=QqqQ{nchan}q")
-        self.count = count
+    def __init__(self, array: np.ndarray, nchan: int) -> None:
+        self.array = array
+        self.nchan = nchan
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.array)
 
     def __iter__(self) -> Iterator[tuple[int, ...]]:
-        return self._fmt.iter_unpack(self._buf)
+        import numpy as np
+
+        width = self.array.dtype.itemsize // 8  # every field is 8 bytes
+        flat = self.array.view(np.int64).reshape(len(self.array), width)
+        return map(tuple, flat[:, : 4 + self.nchan].tolist())
+
+    @property
+    def seq(self) -> np.ndarray:
+        return self.array["seq"]
+
+    @property
+    def t_start_ns(self) -> np.ndarray:
+        return self.array["t_start_ns"]
+
+    @property
+    def t_end_ns(self) -> np.ndarray:
+        return self.array["t_end_ns"]
+
+    @property
+    def valid_mask(self) -> np.ndarray:
+        return self.array["valid_mask"]
+
+    @property
+    def values(self) -> np.ndarray:
+        """``(len, nchan)`` int64."""
+        return self.array["values"]
+
+    @property
+    def read_start_ns(self) -> np.ndarray:
+        """``(len, nchan)`` int64."""
+        return self.array["read_start_ns"]
+
+    @property
+    def read_end_ns(self) -> np.ndarray:
+        """``(len, nchan)`` int64."""
+        return self.array["read_end_ns"]
+
+    def valid(self) -> np.ndarray:
+        """``(len, nchan)`` bool: channel i's value is a good reading."""
+        import numpy as np
+
+        bits = np.arange(self.nchan, dtype=np.uint64)
+        return ((self.valid_mask[:, None] >> bits) & np.uint64(1)).astype(bool)
 
 
 class RingReader:
     """Reads a sampler's ring-buffer file; the acquire side of the protocol lives in C."""
 
     def __init__(self, path: Path) -> None:
+        # numpy is imported by the reading side only (the sampler child never needs it, nor its
+        # BLAS threads), and here, at open, not in the first drain: that import takes ~0.15 s
+        import numpy  # noqa: F401
+
         err = ffi.new("char[]", _ERRLEN)
         r = lib.jp_reader_open(os.fsencode(path), err, _ERRLEN)
         if r == ffi.NULL:
             raise SamplerError(ffi.string(err).decode(errors="replace"))
         self._r = r
         self._counters = ffi.new("struct jp_counters *")
-        self._buf: object | None = None
         self._info: RingInfo | None = None
+        self._dtype: np.dtype | None = None
         self.path = path
 
     def close(self) -> None:
@@ -285,6 +372,7 @@ class RingReader:
             gone=tuple(bool(c.gone_mask >> i & 1) for i in range(n)),
             stop_signal=c.stop_signal,
             stop_monotonic_ns=c.stop_monotonic_ns,
+            rate_changes=c.rate_changes,
         )
 
     @property
@@ -293,27 +381,37 @@ class RingReader:
         return int(lib.jp_reader_position(self._r))
 
     def request_rate(self, rate_hz: float) -> None:
-        """Ask the sampler for a new rate from its next pass on (0: as fast as possible)."""
-        if not (rate_hz >= 0):
-            raise SamplerError(f"rate {rate_hz!r} Hz: expected 0 or more")
-        lib.jp_reader_request_period(self._r, round(1e9 / rate_hz) if rate_hz > 0 else 0)
+        """Ask the sampler to pace at ``rate_hz`` from its next pass on (0: MAX_RATE_HZ).
+
+        The C side turns Hz into its period and refuses a rate out of range.
+        """
+        err = ffi.new("char[]", _ERRLEN)
+        if lib.jp_reader_request_rate(self._r, float(rate_hz), err, _ERRLEN) != 0:
+            raise SamplerError(ffi.string(err).decode(errors="replace"))
 
     def current_rate(self) -> float:
+        """The pace in force, in Hz (rate 0 shows as MAX_RATE_HZ)."""
         return float(lib.jp_reader_header(self._r).rate_hz)
 
     def drain(self, max_records: int = 65536) -> tuple[Records, int]:
-        """Copy out the records published since the last call: ``(records, lost)``.
+        """Copy out the records published since the last call (at most ``max_records``), in one
+        C copy into a numpy array: ``(records, lost)``.
 
         ``lost`` counts records overwritten before this reader got to them; they are also added to
         the header's overrun counter, never returned as data.
         """
+        import numpy as np
+
         info = self.info
-        if self._buf is None or len(self._buf) < max_records * info.record_size:  # type: ignore[arg-type]
-            self._buf = ffi.new("unsigned char[]", max_records * info.record_size)
+        if self._dtype is None:
+            self._dtype = record_dtype(info.nchan)
+        want = min(int(lib.jp_reader_pending(self._r)), max_records)
+        if want <= 0:
+            return Records(np.empty(0, self._dtype), info.nchan), 0
+        out = np.empty(want, self._dtype)
         lost = ffi.new("uint64_t *")
-        n = lib.jp_reader_drain(self._r, self._buf, max_records, lost)
-        data = bytes(ffi.buffer(self._buf, n * info.record_size))
-        return Records(data, info.nchan, n), int(lost[0])
+        n = int(lib.jp_reader_drain(self._r, ffi.from_buffer(out), want, lost))
+        return Records(out[:n], info.nchan), int(lost[0])
 
 
 def time_reads(path: str, n: int) -> list[int]:
@@ -335,7 +433,27 @@ def bench_pread_loop(paths: Sequence[str], seconds: float) -> int:
     return rc
 
 
+def bench_sample_loop(paths: Sequence[str], seconds: float, capacity: int = 4096) -> int:
+    """Passes the sampler's own pass function makes over ``paths`` in ``seconds``, free-running
+    into a private ring (the loop itself never free-runs)."""
+    keep, c_paths = _cstrings(paths)
+    rc = int(lib.jp_bench_sample_loop(c_paths, len(paths), capacity, int(seconds * 1e9)))
+    del keep
+    if rc < 0:
+        raise SamplerError(f"sample-pass loop failed: {os.strerror(-rc)}")
+    return rc
+
+
 def bench_sleep_loop(period_ns: int, n: int) -> tuple[list[int], int]:
     out = ffi.new("int64_t[]", n)
     missed = int(lib.jp_bench_sleep_loop(period_ns, n, out))
     return list(out), missed
+
+
+_FAULT_POINTS = {"poller": lib.JP_FAULT_POLLER}
+
+
+def inject_fault_for_tests(point: str, errno_value: int) -> None:
+    """Tests only: make the next attempt at ``point`` ("poller": starting the NVML poller
+    thread) in this process fail with ``errno_value`` (0 clears it)."""
+    lib.jp_test_inject_fault(_FAULT_POINTS[point], errno_value)

@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "upload": set(),
     "sampler": set(),
     "sensors": set(),
-    "worker": set(),
+    "worker": {"sensors"},  # the truth bus of simulated runs (sensors/truthbus.py)
 }
 
 

@@ -9,11 +9,14 @@ The fake (tests/fake_nvml/fake_nvml.c) is compiled here with gcc and loaded thro
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jetpower import _native
@@ -114,7 +117,7 @@ def test_field_unsupported_falls_back_to_power_usage(nvml, tmp_path: Path,
     sensor = discover(tmp_path, "nvml")
     power = sensor.rail("GPU0").power
     assert power is not None
-    assert str(power.path) == "nvml:0:power_avg" and power.reading == "average"
+    assert str(power.path) == "nvml:0:power_avg" and power.reading == "window_mean"
     assert "NVML_ERROR_NOT_SUPPORTED" in power.about
     rows = _run_sampler(sensor, tmp_path / "ring", n=20)
     values = [r[4] for r in rows]
@@ -232,3 +235,123 @@ def test_power_log_equivalent_without_voltage(nvml, tmp_path: Path) -> None:
     _, mv, ma = line.strip().split(",")
     assert int(mv) == NOMINAL_MV
     assert int(mv) * float(ma) == pytest.approx(r.total_uw)
+
+
+def _run_sampler_records(sensor: SensorSet, ring: Path, n: int) -> np.ndarray:
+    async def scenario() -> np.ndarray:
+        parts: list[np.ndarray] = []
+        got = 0
+        async with start_sampler(sensor, ring, rate_hz=1000, fifo=False) as h:
+            end = time.monotonic() + 10
+            while got < n and time.monotonic() < end:
+                recs, lost = h.reader.drain()
+                assert lost == 0
+                parts.append(recs.array)
+                got += len(recs)
+                await asyncio.sleep(0.01)
+        return np.concatenate(parts)
+
+    return asyncio.run(scenario())
+
+
+def test_nvml_stamps_are_the_pollers_calls(nvml, tmp_path: Path, no_leaked_children) -> None:
+    """An NVML channel's read stamps bracket the poller's NVML call that returned the value:
+    they change exactly when the value does, and the call ended before the pass copied it."""
+    sensor = discover(tmp_path, "nvml")
+    a = _run_sampler_records(sensor, tmp_path / "ring", 300)
+    assert len(a) >= 300
+    for k in range(len(sensor.channels)):
+        vals, rs, re_ = a["values"][:, k], a["read_start_ns"][:, k], a["read_end_ns"][:, k]
+        assert (rs > 0).all() and (rs <= re_).all()
+        assert (re_ <= a["t_end_ns"]).all(), "the poll ended before the pass copied its value"
+        changed = np.diff(vals) != 0
+        assert changed.any()
+        assert (changed == (np.diff(rs) != 0)).all(), "one NVML call, one value, one stamp"
+        assert (np.diff(rs) >= 0).all()
+    power, energy = a["read_start_ns"][:, 0], a["read_start_ns"][:, 1]
+    assert len(set(power.tolist())) > len(set(energy.tolist())), "two paces, two stamp series"
+
+
+def _cpus(listing: str) -> set[int]:
+    out: set[int] = set()
+    for part in listing.strip().split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def test_poller_thread_keeps_off_the_loops_cpu(nvml, tmp_path: Path,
+                                               no_leaked_children) -> None:
+    """The sampler process's NVML poller thread may run on any CPU but the one the loop is
+    pinned to: its slow NVML calls can then never hold the loop off."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs")
+    sensor = discover(tmp_path, "nvml")
+
+    async def scenario() -> tuple[int, dict[str, set[int]]]:
+        async with start_sampler(sensor, tmp_path / "ring", rate_hz=1000, fifo=False) as h:
+            await asyncio.sleep(0.1)
+            pid = h.proc.pid
+            threads = {}
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                status = (task / "status").read_text()
+                line = next(x for x in status.splitlines() if x.startswith("Cpus_allowed_list"))
+                name = (task / "comm").read_text().strip()
+                threads[name if int(task.name) != pid else "loop"] = _cpus(line.split(":")[1])
+            return h.cpu, threads
+
+    cpu, threads = asyncio.run(scenario())
+    assert threads["loop"] == {cpu}, "the loop runs pinned"
+    assert threads["jp-nvml-poller"], "a poller thread runs"
+    assert cpu not in threads["jp-nvml-poller"], threads
+
+
+_POLLER_FAILS = """
+import os, signal, sys
+from jetpower.errors import SamplerError
+from jetpower import _native
+ring, lib = sys.argv[1], os.environ["JETPOWER_NVML_LIB"]
+def leaks():
+    maps = open("/proc/self/maps").read()
+    return (len(os.listdir("/proc/self/fd")), len(os.listdir("/proc/self/task")),
+            maps.count(ring), maps.count(lib))
+args = (["nvml:0:power_instant", "nvml:0:energy"], ["GPU0.mW", "GPU0.mJ"], ["mW", "mJ"])
+before = leaks()
+_native.inject_fault_for_tests("poller", 11)
+try:
+    _native.run_loop(ring, *args, capacity=16, rate_hz=1000)
+    print("no error")
+except SamplerError as e:
+    print(e)
+print("leaks", [a - b for a, b in zip(leaks(), before)])
+with _native.RingReader(ring) as r:
+    c = r.counters()
+    print("ring", r.ready(), c.state, c.samples, c.stop_monotonic_ns > 0)
+try:
+    signal.raise_signal(signal.SIGINT)
+    print("SIGINT swallowed: the sampler's handler is still installed")
+except KeyboardInterrupt:
+    print("handlers restored")
+_native.run_loop(ring + ".2", *args, capacity=16, rate_hz=1000, max_samples=5,
+                 install_signals=False)
+with _native.RingReader(ring + ".2") as r:
+    print("then", r.counters().state, r.counters().samples)
+"""
+
+
+def test_poller_start_failure_fails_cleanly(nvml, tmp_path: Path) -> None:
+    """When the NVML poller thread cannot start, after the ring's header exists: the error
+    names the cause, the header says FAILED (readers see it), the signal handlers are the
+    previous ones again, NVML is unloaded, and no descriptor, mapping or thread is left; the
+    next loop in the same process runs normally."""
+    ring = tmp_path / "ring"
+    out = subprocess.run([sys.executable, "-c", _POLLER_FAILS, str(ring)], capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == ("cannot start the NVML poller thread: Resource temporarily "
+                        "unavailable")
+    assert lines[1] == "leaks [0, 0, 0, 0]"
+    assert lines[2] == "ring True failed 0 True"
+    assert lines[3] == "handlers restored"
+    assert lines[4] == "then stopped 5"

@@ -222,3 +222,22 @@ def test_bad_plan_exit_2_nothing_created(tmp_path: Path) -> None:
     assert r.stdout == ""
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]
+
+
+def test_window_energy_agrees_between_manifest_and_report(complete: dict[str, Any]) -> None:
+    """One window, one energy: the manifest's timing-pass energy (computed by the supervisor while
+    the run went on) equals the report's (computed afterwards from the whole samples file)."""
+    from jetpower.report.analyse import analyse
+    from jetpower.report.load import load_result
+
+    d = complete["dir"]
+    m = manifest(d)
+    rep = analyse(load_result(d))
+    checked = 0
+    for mr in rep.models:
+        timing = m["models"][mr.model.name]["energy"]["timing"]
+        assert mr.power is not None, mr.model.name
+        assert timing["samples"] >= 2
+        assert mr.power.energy_gross_j == pytest.approx(timing["energy_uj"] * 1e-6, rel=1e-9)
+        checked += 1
+    assert checked == len(MODELS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import resource
 import signal
 import struct
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jetpower import _native
@@ -253,3 +255,274 @@ def test_ring_goes_to_shared_memory_when_it_fits() -> None:
         pytest.skip("no writable /dev/shm here")
     assert ring_dir_parent(1 << 20) == SHM
     assert ring_dir_parent(1 << 60) is None, "a ring larger than shared memory goes to disk"
+
+
+def test_each_read_is_stamped_inside_its_pass(three_rail_tree: Path, tmp_path: Path,
+                                              no_leaked_children) -> None:
+    """Every channel's read has its own CLOCK_MONOTONIC bracket, in channel order inside the
+    pass; a value written at time T is first seen by a read that ended after T, and the read
+    before it (old value) began before the write ended."""
+    sensor = discover(three_rail_tree)
+    cur = three_rail_tree / HW / "curr2_input"
+    k = [c.path for c in sensor.channels].index(cur)
+
+    async def scenario() -> tuple[list[_native.Records], list[tuple[int, int, int]]]:
+        batches: list[_native.Records] = []
+        writes: list[tuple[int, int, int]] = []
+        async with start_sampler(sensor, tmp_path / "ring", rate_hz=2000, fifo=False) as h:
+            for value in range(500, 510):
+                t0 = time.monotonic_ns()
+                _write(cur, value)
+                writes.append((value, t0, time.monotonic_ns()))
+
+                def seen(v: int = value) -> bool:
+                    recs, _ = h.reader.drain()
+                    batches.append(recs)
+                    return len(recs) > 0 and int(recs.values[-1, k]) == v
+
+                await _wait_until(seen)
+        return batches, writes
+
+    batches, writes = asyncio.run(scenario())
+    arr = np.concatenate([b.array for b in batches])
+    assert (np.diff(arr["seq"].astype(np.int64)) == 1).all()
+    rs, re_ = arr["read_start_ns"], arr["read_end_ns"]
+    assert (arr["t_start_ns"] <= rs[:, 0]).all() and (re_[:, -1] <= arr["t_end_ns"]).all()
+    assert (rs <= re_).all(), "a read ends after it starts"
+    assert (re_[:, :-1] <= rs[:, 1:]).all(), "channels are read one after the other, in order"
+    assert (re_ - rs > 0).any(), "the stamps are real clock readings"
+    vals = arr["values"][:, k]
+    for value, t_write0, t_write1 in writes:
+        first = int(np.argmax(vals == value))
+        assert vals[first] == value and first > 0
+        assert re_[first, k] >= t_write0, "the new value was read after the write began"
+        assert vals[first - 1] != value and rs[first - 1, k] <= t_write1, (
+            "the last old value was read (at least in part) before the write ended")
+
+
+def test_drain_gives_numpy_records(three_rail_tree: Path, tmp_path: Path) -> None:
+    """drain copies records into a structured numpy array whose fields are the C record's; the
+    tuple view of the same records agrees with it."""
+    ch = discover(three_rail_tree).channels
+    ring = tmp_path / "ring"
+    _native.run_channels(ring, ch, capacity=64, rate_hz=1000, max_samples=20,
+                         install_signals=False)
+    n = len(ch)
+    with _native.RingReader(ring) as r:
+        assert r.info.version == _native.RING_VERSION == 2
+        assert r.info.record_size == _native.record_size(n) == 32 + 24 * n
+        recs, lost = r.drain()
+        again, _ = r.drain()
+    assert lost == 0 and len(recs) == 20 and len(again) == 0
+    a = recs.array
+    assert a.dtype == _native.record_dtype(n)
+    assert a.dtype.names == ("seq", "t_start_ns", "t_end_ns", "valid_mask", "values",
+                             "read_start_ns", "read_end_ns")
+    assert recs.values.shape == recs.read_start_ns.shape == recs.read_end_ns.shape == (20, n)
+    assert list(recs.seq) == list(range(20))
+    assert recs.valid().all() and (recs.valid_mask == (1 << n) - 1).all()
+    rows = list(recs)
+    assert [row[0] for row in rows] == list(range(20))
+    assert [list(row[4:]) for row in rows] == recs.values.tolist()
+    assert [row[1] for row in rows] == recs.t_start_ns.tolist()
+
+
+@pytest.mark.parametrize("rate", [1e-10, -1.0, float("nan"), float("inf"), 0.5,
+                                  _native.MAX_RATE_HZ * 1.01])
+def test_rate_out_of_range_is_refused(three_rail_tree: Path, tmp_path: Path,
+                                      rate: float) -> None:
+    """A rate that is neither 0 nor within [MIN_RATE_HZ, MAX_RATE_HZ] is refused by the C side
+    with a message naming the range, before any ring file exists."""
+    ch = discover(three_rail_tree).channels
+    ring = tmp_path / "ring"
+    with pytest.raises(SamplerError, match=rf"rate .* Hz out of range: expected 0 .* or "
+                                           rf"{_native.MIN_RATE_HZ} to {_native.MAX_RATE_HZ} Hz"):
+        _native.run_channels(ring, ch, capacity=16, rate_hz=rate, max_samples=4,
+                             install_signals=False)
+    assert not ring.exists()
+
+
+def test_rate_requests_go_through_c(three_rail_tree: Path, tmp_path: Path,
+                                    no_leaked_children) -> None:
+    """request_rate passes Hz to C: a good rate is adopted at the next pass, 0 paces at the
+    ceiling, a bad one raises and changes nothing."""
+    sensor = discover(three_rail_tree)
+
+    async def scenario() -> tuple[float, float, float, int]:
+        async with start_sampler(sensor, tmp_path / "ring", rate_hz=500, fifo=False) as h:
+            r = h.reader
+            assert r.current_rate() == 500
+            r.request_rate(250)
+            await _wait_until(lambda: r.current_rate() == 250)
+            with pytest.raises(SamplerError, match="out of range"):
+                r.request_rate(1e-10)
+            await asyncio.sleep(0.05)
+            kept = r.current_rate()
+            r.request_rate(0)
+            await _wait_until(lambda: r.current_rate() == _native.MAX_RATE_HZ)
+            r.request_rate(1000)
+            await _wait_until(lambda: r.current_rate() == 1000)
+            return 250.0, kept, r.current_rate(), r.counters().rate_changes
+
+    _, kept, last, changes = asyncio.run(scenario())
+    assert kept == 250 and last == 1000
+    assert changes == 3
+
+
+def test_rate_zero_paces_at_the_ceiling(three_rail_tree: Path, tmp_path: Path) -> None:
+    """Rate 0 never free-runs: the loop paces at MAX_RATE_HZ, sleeping between passes (this
+    tree's files take ~4 us a pass, so free-running would go several times faster)."""
+    ch = discover(three_rail_tree).channels
+    ring = tmp_path / "ring"
+    cpu0 = time.thread_time()
+    wall0 = time.monotonic()
+    _native.run_channels(ring, ch, capacity=1 << 16, rate_hz=0, max_seconds=0.3,
+                         install_signals=False)
+    wall = time.monotonic() - wall0
+    with _native.RingReader(ring) as r:
+        assert r.info.rate_hz == _native.MAX_RATE_HZ
+        assert r.info.period_ns == 1_000_000_000 // _native.MAX_RATE_HZ
+        c = r.counters()
+    slots = 0.3 * _native.MAX_RATE_HZ
+    assert c.samples <= slots + 2
+    assert c.samples + c.missed_deadlines == pytest.approx(slots, rel=0.05), (
+        "every slot of the ceiling's grid is sampled or counted as missed")
+    assert time.thread_time() - cpu0 < 0.95 * wall, "the loop sleeps between passes"
+
+
+def test_time_limit_cuts_a_long_sleep(three_rail_tree: Path, tmp_path: Path) -> None:
+    """At 1 Hz with a 0.2 s limit the loop stops at the limit, not at the next slot: one
+    sample, state stopped, no stop signal."""
+    ch = discover(three_rail_tree).channels
+    ring = tmp_path / "ring"
+    t0 = time.monotonic()
+    _native.run_channels(ring, ch, capacity=16, rate_hz=1, max_seconds=0.2,
+                         install_signals=False)
+    took = time.monotonic() - t0
+    assert 0.19 < took < 0.6
+    with _native.RingReader(ring) as r:
+        c = r.counters()
+        assert c.state == "stopped" and c.stop_signal == 0 and c.samples == 1
+        assert 0.19e9 < c.stop_monotonic_ns - r.info.start_monotonic_ns < 0.6e9
+    ring.unlink()
+    _native.run_channels(ring, ch, capacity=16, rate_hz=1000, max_samples=7,
+                         install_signals=False)
+    with _native.RingReader(ring) as r:
+        c = r.counters()
+        assert c.state == "stopped" and c.stop_signal == 0 and c.samples == 7
+
+
+_SIGINT_AT_1HZ = """
+import os, signal, sys, threading, time
+from jetpower import _native
+paths, names, units = sys.argv[1].split(","), sys.argv[2].split(","), sys.argv[3].split(",")
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+t0 = time.monotonic()
+_native.run_loop(sys.argv[4], paths, names, units, capacity=16, rate_hz=1)
+took = time.monotonic() - t0
+with _native.RingReader(sys.argv[4]) as r:
+    c = r.counters()
+    print(c.state, c.stop_signal, c.samples, f"{took:.3f}")
+try:
+    signal.raise_signal(signal.SIGINT)
+    print("SIGINT swallowed: the sampler's handler is still installed")
+except KeyboardInterrupt:
+    print("handlers restored")
+"""
+
+
+def test_signal_stops_a_slow_loop_promptly(three_rail_tree: Path, tmp_path: Path) -> None:
+    """SIGINT stops a 1 Hz loop within its 50 ms sleep slice (not at the next 1 s slot):
+    state stopped, stop_signal SIGINT; Python's own handler is back afterwards."""
+    ch = discover(three_rail_tree).channels
+    ring = tmp_path / "ring"
+    out = subprocess.run(
+        [sys.executable, "-c", _SIGINT_AT_1HZ, ",".join(str(c.path) for c in ch),
+         ",".join(c.name for c in ch), ",".join(c.unit for c in ch), str(ring)],
+        capture_output=True, text=True, timeout=30, check=True)
+    state, sig, samples, took = out.stdout.splitlines()[0].split()
+    assert state == "stopped" and int(sig) == signal.SIGINT and int(samples) == 1
+    assert 0.29 < float(took) < 0.5
+    assert out.stdout.splitlines()[1] == "handlers restored"
+
+
+def _header_offset(field: str) -> int:
+    from jetpower._sampler import ffi
+
+    return ffi.offsetof("struct jp_ring_header", field)
+
+
+def test_reader_drops_the_record_after_the_one_in_flight(three_rail_tree: Path,
+                                                         tmp_path: Path) -> None:
+    """The torn-read guard counts two records as in flight while the writer runs: seq = 20 in
+    an 8-record ring, so records 12 and 13 (slots of 20 and 21) are dropped.  Slot 13 holds a
+    torn record (new values, its old seq), as a weakly ordered CPU may show it: a one-record
+    margin would return it."""
+    ch = discover(three_rail_tree).channels
+    n = len(ch)
+    ring = tmp_path / "ring"
+    _native.run_channels(ring, ch, capacity=8, rate_hz=1000, max_samples=20,
+                         install_signals=False)
+    data = bytearray(ring.read_bytes())
+    header = _header_offset("names") + 32 * (48 + 16)
+    assert struct.unpack_from("<I", data, 12)[0] == header  # header_size
+    rec = _native.record_size(n)
+    slot13 = header + (13 % 8) * rec
+    assert struct.unpack_from("<Q", data, slot13)[0] == 13
+    struct.pack_into(f"<{n}q", data, slot13 + 32, *([0xDEAD] * n))  # values of record 21
+    struct.pack_into("<I", data, _header_offset("state"), 1)  # the writer still running
+    torn = tmp_path / "torn"
+    torn.write_bytes(bytes(data))
+    with _native.RingReader(torn) as r:
+        recs, lost = r.drain()
+    assert list(recs.seq) == list(range(14, 20)) and lost == 14
+    assert not (recs.values == 0xDEAD).any()
+
+    struct.pack_into(f"<{n}q", data, slot13 + 32, *([5] * n))
+    struct.pack_into("<I", data, _header_offset("state"), 2)  # stopped: nothing in flight
+    stopped = tmp_path / "stopped"
+    stopped.write_bytes(bytes(data))
+    with _native.RingReader(stopped) as r:
+        recs, lost = r.drain()
+    assert list(recs.seq) == list(range(12, 20)) and lost == 12
+
+
+def _fds_and_maps(ring_dir: Path) -> tuple[int, int]:
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    return len(os.listdir("/proc/self/fd")), sum(str(ring_dir) in line for line in maps)
+
+
+def test_failures_before_the_header_leave_nothing(three_rail_tree: Path,
+                                                  tmp_path: Path) -> None:
+    """A loop that cannot start (a channel file missing; a ring too large for the file-size
+    limit; a ring file already there) raises with the cause, removes a ring file it created
+    (and only one it created), and keeps no descriptor or mapping."""
+    ch = discover(three_rail_tree).channels
+    paths, names, units = [str(c.path) for c in ch], [c.name for c in ch], [c.unit for c in ch]
+    rings = tmp_path / "rings"
+    rings.mkdir()
+    before = _fds_and_maps(rings)
+    with pytest.raises(SamplerError, match=r"cannot open .*absent: No such file"):
+        _native.run_loop(rings / "r1", [*paths[:-1], str(tmp_path / "absent")], names, units,
+                         capacity=16, rate_hz=100, max_samples=2, install_signals=False)
+    assert not (rings / "r1").exists()
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, limit[1]))
+        with pytest.raises(SamplerError, match=r"cannot reserve \d+ bytes for ring file .*r2: "
+                                               "File too large"):
+            _native.run_loop(rings / "r2", paths, names, units, capacity=100_000, rate_hz=100,
+                             max_samples=2, install_signals=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert not (rings / "r2").exists(), "the half-made ring file is removed"
+
+    (rings / "r3").write_text("keep")
+    with pytest.raises(SamplerError, match=r"cannot create ring file .*r3: File exists"):
+        _native.run_loop(rings / "r3", paths, names, units, capacity=16, rate_hz=100,
+                         max_samples=2, install_signals=False)
+    assert (rings / "r3").read_text() == "keep"
+    assert _fds_and_maps(rings) == before

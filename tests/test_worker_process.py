@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from jetpower.worker.config import WorkerConfig
+from tests.fakes.jp_releases import environ
 from tests.worker_helpers import FAKES, check_layout
 
 # the workers here run models: PyTorch
@@ -21,10 +23,15 @@ pytestmark = pytest.mark.torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _spawn(cfg: WorkerConfig, tmp_path: Path, pythonpath: list[Path] | None = None):
+def _spawn(
+    cfg: WorkerConfig,
+    tmp_path: Path,
+    pythonpath: list[Path] | None = None,
+    env: dict[str, str] | None = None,
+):
     path = cfg.write(tmp_path / "worker.json")
     r, w = os.pipe()
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in [ROOT, *(pythonpath or [])])
     proc = subprocess.Popen(
         [sys.executable, "-m", "jetpower.worker", "--config", str(path), "--progress-fd", str(w)],
@@ -38,8 +45,8 @@ def _spawn(cfg: WorkerConfig, tmp_path: Path, pythonpath: list[Path] | None = No
     return proc, os.fdopen(r, encoding="utf-8")
 
 
-def _run(cfg, tmp_path, pythonpath=None):
-    proc, events_fh = _spawn(cfg, tmp_path, pythonpath)
+def _run(cfg, tmp_path, pythonpath=None, env=None):
+    proc, events_fh = _spawn(cfg, tmp_path, pythonpath, env)
     events = [json.loads(line) for line in events_fh]
     out, err = proc.communicate(timeout=120)
     return proc.returncode, events, out, err
@@ -75,16 +82,30 @@ def test_success_progress_and_exit_0(tmp_path):
     assert not (cfg.model_dir / "jetpower_failure.json").exists()
 
 
-def test_stand_in_tensorrt_subprocess(tmp_path):
-    """With the stand-in on PYTHONPATH, the tensorrt backend runs end to end and exits 0."""
+@pytest.mark.parametrize("release", ["2.3.0a0-igpu", "2.4.0", "2.9.0", "2.12.1", "2.13.0"])
+def test_stand_in_tensorrt_subprocess(tmp_path, release):
+    """With the stand-in of a release on PYTHONPATH, the tensorrt backend runs end to end, exits
+    0 and prints nothing on stdout."""
     cfg = _cfg(tmp_path, backend="tensorrt", device="auto")
-    code, _, _, err = _run(cfg, tmp_path, [FAKES])
+    code, _, out, err = _run(cfg, tmp_path, [FAKES], environ(release, dict(os.environ)))
     assert code == 0, err
+    assert out == ""
     check_layout(cfg.model_dir, "tinycnn", 3, 2, positive=False)
 
 
-def _assert_config_failure(tmp_path, cfg, needle, pythonpath=None):
-    code, events, _, err = _run(cfg, tmp_path, pythonpath)
+@pytest.mark.parametrize("version", ["2.2.0", "2.15.0"])
+def test_tensorrt_outside_range_exit_2(tmp_path, version):
+    """A torch-tensorrt outside the tested range exits 2 naming the version and the range."""
+    env = environ("2.4.0", dict(os.environ)) | {"JETPOWER_FAKE_TTRT_VERSION": version}
+    fail = _assert_config_failure(
+        tmp_path, _cfg(tmp_path, backend="tensorrt", device="auto"), "tested range 2.4-2.14",
+        [FAKES], env,
+    )
+    assert version in fail["message"]
+
+
+def _assert_config_failure(tmp_path, cfg, needle, pythonpath=None, env=None):
+    code, events, _, err = _run(cfg, tmp_path, pythonpath, env)
     assert code == 2
     assert "Traceback" not in err and needle in err
     assert events[-1]["event"] == "worker_failed" and needle in events[-1]["message"]
@@ -105,6 +126,12 @@ def test_bad_input_shape_exit_2(tmp_path):
     )
 
 
+def _real_torch_tensorrt() -> bool:
+    spec = importlib.util.find_spec("torch_tensorrt")
+    return spec is not None and FAKES not in Path(spec.origin or "").parents
+
+
+@pytest.mark.skipif(_real_torch_tensorrt(), reason="torch-tensorrt is installed here")
 def test_missing_tensorrt_names_extra(tmp_path):
     """Without torch-tensorrt installed, the tensorrt backend exits 2 naming the pip extra."""
     _assert_config_failure(

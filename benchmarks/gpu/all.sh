@@ -12,3 +12,5 @@ grep -E '"event": "(run_started|sampler_started|phase_finished|model_finished|mo
 python3 -m jetpower report /tmp/results-gpu --out /tmp/report-gpu
 tar -C /tmp -czf "$out/results-gpu.tar.gz" results-gpu report-gpu
 echo "== interference"; python3 benchmarks/gpu/interference.py --source nvml --reps 6 --runs 400 --batch 32 --also-simulated | tee "$out/interference.txt"
+echo "== nvml stalls"; python3 benchmarks/gpu/nvml_stalls.py --seconds 60 | tee "$out/nvml_stalls.txt"
+echo "== nvml stalls under load"; python3 benchmarks/gpu/nvml_stalls.py --seconds 60 --load "python3 benchmarks/gpu/timing_loop.py --runs 1000000 --batch 32" | tee "$out/nvml_stalls_load.txt"

@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jetpower._native import RingReader
+# The ring's reader drains into numpy arrays.  Imported now, with this module, so that its ~0.15 s
+# import never falls between a sampler's start and its ready handshake (the sampler child itself
+# never imports numpy).
+import numpy  # noqa: F401
+
+from jetpower._native import RingReader, record_size
 from jetpower._process import child, terminate
 from jetpower.errors import SamplerError
 from jetpower.sensors import SensorSet
@@ -30,7 +35,7 @@ SHM = "/dev/shm"  # noqa: S108  (a private directory is made inside it)
 
 def ring_bytes(capacity: int, nchan: int) -> int:
     """Size of a ring file: the header and ``capacity`` records of ``nchan`` values."""
-    return 8192 + capacity * (32 + 8 * nchan)
+    return 8192 + capacity * record_size(nchan)
 
 
 def ring_dir_parent(ring_bytes: int) -> str | None:
@@ -78,28 +83,34 @@ class SamplerHandle:
 
 
 async def _handshake(proc: asyncio.subprocess.Process, ring: Path, timeout: float) -> RingReader:
+    opened: list[RingReader] = []
+    try:
+        return await _wait_ready(proc, ring, timeout, opened)
+    except BaseException:
+        # every way out but success (an error, a timeout, a cancellation) closes the reader:
+        # its descriptor and mapping would outlive the handshake otherwise
+        for reader in opened:
+            reader.close()
+        raise
+
+
+async def _wait_ready(proc: asyncio.subprocess.Process, ring: Path, timeout: float,
+                      opened: list[RingReader]) -> RingReader:
+    """The reader once the sampler is ready; the reader it opens goes into ``opened`` at once."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    reader: RingReader | None = None
     while True:
         if proc.returncode is not None:
             raise SamplerError(
-                f"the sampler process exited with status {proc.returncode} before it was ready "
-                "(its error is in the log, event child_stderr)"
+                f"the sampler process exited with status {proc.returncode} before it was "
+                "ready (its error is in the log, event child_stderr)"
             )
-        try:
-            if reader is None and ring.exists() and ring.stat().st_size > 0:
-                with contextlib.suppress(SamplerError):
-                    reader = RingReader(ring)
-            if reader is not None and reader.ready() and reader.counters().samples > 0:
-                return reader
-        except SamplerError:
-            if reader is not None:
-                reader.close()
-            raise
+        if not opened and ring.exists() and ring.stat().st_size > 0:
+            with contextlib.suppress(SamplerError):
+                opened.append(RingReader(ring))
+        if opened and opened[0].ready() and opened[0].counters().samples > 0:
+            return opened[0]
         if loop.time() > deadline:
-            if reader is not None:
-                reader.close()
             raise SamplerError(f"the sampler was not ready within {timeout:g} s ({ring})")
         await asyncio.sleep(0.005)
 

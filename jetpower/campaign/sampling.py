@@ -16,8 +16,9 @@ from typing import Any
 
 from jetpower._fs import first_free
 from jetpower.acquire.decode import Decoder, Reading
-from jetpower.acquire.process import SamplerHandle, default_cpu, start_sampler
+from jetpower.acquire.process import SamplerHandle, default_cpu
 from jetpower.acquire.recorder import Recorder
+from jetpower.acquire.session import session
 from jetpower.campaign.manifest import Manifest
 from jetpower.errors import SamplerError
 from jetpower.log import get_logger
@@ -87,52 +88,46 @@ class SamplingService:
 
     async def run(self) -> None:
         """Run the sampler until ``stopping`` is set; replace it if it dies and the plan says so."""
-        sensor, decoder = self.decoder.sensor, self.decoder
+        decoder = self.decoder
         s = self.plan.sampler
         cpu = default_cpu() if s.cpu == "last" else int(s.cpu)
         rate = self.plan.sampler.rate_hz
         while True:
             ring = self.ring_dir / f"sampler-{self.restarts}.ring"
-            async with start_sampler(sensor, ring, rate_hz=rate, cpu=cpu,
-                                     capacity=s.ring_capacity) as h:
-                info = h.reader.info
-                anchor = Anchor(info.anchor_realtime_ns, info.anchor_monotonic_ns,
-                                info.anchor_error_ns)
-                self._sampler_started(h, anchor)
-                csv_name = SAMPLES_CSV if not self.samples_files else \
-                    f"jetpower_samples.part{len(self.samples_files) + 1}.csv"
-                if (self.result_dir / csv_name).exists():  # a resumed run: never overwrite
-                    csv_name = first_free(
-                        lambda k: self.result_dir / f"jetpower_samples.resume{k}.csv").name
+            csv_name = SAMPLES_CSV if not self.samples_files else \
+                f"jetpower_samples.part{len(self.samples_files) + 1}.csv"
+            if (self.result_dir / csv_name).exists():  # a resumed run: never overwrite
+                csv_name = first_free(
+                    lambda k: self.result_dir / f"jetpower_samples.resume{k}.csv").name
+            async with session(decoder, ring, self.result_dir / csv_name, rate_hz=rate,
+                               cpu=cpu, capacity=s.ring_capacity, sinks=self.sinks) as ses:
+                h, rec = ses.handle, ses.recorder
+                self._sampler_started(h, ses.anchor)
                 self.samples_files.append(csv_name)
-                assert self.manifest is not None
                 self.manifest.data["sampler"]["samples_files"] = \
                     self.earlier_samples_files + self.samples_files
-                async with Recorder(h, decoder, self.result_dir / csv_name) as rec:
-                    rec.sinks = self.sinks
-                    self.recorder = rec
-                    self.handle = h
-                    self.ready.set()
-                    pump = asyncio.ensure_future(rec.run())
-                    stop = asyncio.ensure_future(self.stopping.wait())
-                    died = asyncio.ensure_future(h.proc.wait())
-                    try:
-                        await asyncio.wait({stop, died}, return_when=asyncio.FIRST_COMPLETED)
-                        if stop.done():
-                            await h.stop()
-                    finally:
-                        for t in (pump, stop, died):
-                            t.cancel()
-                        await asyncio.gather(pump, stop, died, return_exceptions=True)
-                    self._record_sampler(h)
-                    # the reader is closed when this block ends: nothing may use it after
-                    self.recorder = None
-                    self.handle = None
-                    rate = h.reader.current_rate()  # a model's rate, if one was requested
-                if self.stopping.is_set():
-                    return
-                code = h.proc.returncode
-                last = rec.last.t_ns if rec.last else None
+                self.recorder = rec
+                self.handle = h
+                self.ready.set()
+                stop = asyncio.ensure_future(self.stopping.wait())
+                died = asyncio.ensure_future(h.proc.wait())
+                try:
+                    await asyncio.wait({stop, died}, return_when=asyncio.FIRST_COMPLETED)
+                    if stop.done():
+                        await h.stop()
+                finally:
+                    for t in (stop, died):
+                        t.cancel()
+                    await asyncio.gather(stop, died, return_exceptions=True)
+                self._record_sampler(h)
+                rate = h.reader.current_rate()  # a model's rate, if one was requested
+            # the reader is closed once the session ends: nothing may use it after
+            self.recorder = None
+            self.handle = None
+            if self.stopping.is_set():
+                return
+            code = h.proc.returncode
+            last = rec.last.t_ns if rec.last else None
             self._sampler_died(code, last)
 
     def _sampler_started(self, h: SamplerHandle, anchor: Anchor) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,8 @@ from jetpower.acquire.decode import Decoder
 from jetpower.acquire.energy import METHOD as WINDOW_METHOD
 from jetpower.acquire.energy import read_segment, window_energies
 from jetpower.acquire.power_log import PowerLogSink
-from jetpower.acquire.process import ring_bytes, ring_dir_parent
 from jetpower.acquire.recorder import Recorder, WindowSink, sensor_source
+from jetpower.acquire.session import ring_directory
 from jetpower.campaign import environment, thermal
 from jetpower.campaign.manifest import Manifest
 from jetpower.campaign.sampling import SamplingService
@@ -195,9 +194,8 @@ class Campaign:
         self.decoder = decoder
         assert self.manifest is not None
         self.manifest.data["power_log_columns"] = decoder.log_columns_note
-        size = ring_bytes(self.plan.sampler.ring_capacity, len(sensor.channels))
-        with tempfile.TemporaryDirectory(prefix="jetpower-ring-", dir=ring_dir_parent(size)) as tmp:
-            service = SamplingService(self.plan, self.manifest, decoder, Path(tmp),
+        with ring_directory(self.plan.sampler.ring_capacity, len(sensor.channels)) as ring_dir:
+            service = SamplingService(self.plan, self.manifest, decoder, ring_dir,
                                       resume=self.resume,
                                       earlier_samples_files=self.earlier_samples_files)
             self._sampling = service
@@ -240,9 +238,15 @@ class Campaign:
             return EXIT_SENSOR
         return EXIT_MODELS_FAILED if failed else EXIT_OK
 
+    def _window_sink(self, start: int) -> WindowSink:
+        """A sink for the window from ``start`` on, seeded with the last reading before it."""
+        rec = self.sampling.recorder
+        return WindowSink(start, rule=self.decoder.integration_rule,
+                          before=rec.last if rec is not None else None)
+
     async def _window(self, name: str, seconds: float, model: str | None = None) -> WindowSink:
         start = monotonic_ns()
-        sink = WindowSink(start, rule=self.decoder.integration_rule)
+        sink = self._window_sink(start)
         self.sinks.append(sink)
         log.info("phase_started", phase=name, seconds=seconds)
         try:
@@ -300,7 +304,7 @@ class Campaign:
     async def _thermal_cooldown(self) -> WindowSink:
         cd = self.plan.cooldown
         start = monotonic_ns()
-        sink = WindowSink(start, rule=self.decoder.integration_rule)
+        sink = self._window_sink(start)
         self.sinks.append(sink)
         log.info("phase_started", phase="cooldown", mode="thermal", margin_c=cd.margin_c,
                  max_seconds=cd.max_seconds, baseline_c=self.idle_temps)
@@ -354,7 +358,7 @@ class Campaign:
             segment = (rec, rec.csv_bytes) if rec else None
             start = monotonic_ns()
             plog = PowerLogSink(mdir / f"{label}_power_log.log", self.anchor, start)
-            window = WindowSink(start, rule=self.decoder.integration_rule)
+            window = self._window_sink(start)
             self.sinks.extend((plog, window))
             entry = m.model(label)
             entry.update(status="running", start_ns=start, index=index)

@@ -122,7 +122,7 @@ async def run_worker(config_path: Path, *, timeout: float, ready_timeout: float,
                     limit = (start + timeout) if follower.ready else (start + ready_timeout)
                     if loop.time() >= limit:
                         what = (f"ran past its timeout of {timeout:g} s" if follower.ready else
-                                f"was not ready within {ready_timeout:g} s")
+                                f"was not ready within {ready_timeout:g} s (ready timeout)")
                         follower.outcome.reason = f"worker {what}; stopped"
                         follower.outcome.error_type = "timeout"
                         limit_s = timeout if follower.ready else ready_timeout

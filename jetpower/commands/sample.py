@@ -9,24 +9,19 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from jetpower._fs import atomic_write_json, check_creatable, prepare_new_dir
 from jetpower.acquire.decode import Decoder
 from jetpower.acquire.power_log import PowerLogSink
-from jetpower.acquire.process import (
-    DEFAULT_CAPACITY,
-    ring_bytes,
-    ring_dir_parent,
-    start_sampler,
-)
-from jetpower.acquire.recorder import Recorder, WindowSink, sensor_source
+from jetpower.acquire.process import DEFAULT_CAPACITY
+from jetpower.acquire.recorder import WindowSink, sensor_source
+from jetpower.acquire.session import ring_directory, session
 from jetpower.errors import UsageError
 from jetpower.log import get_logger
 from jetpower.sensors import SOURCES
-from jetpower.timebase import Anchor, monotonic_ns
+from jetpower.timebase import monotonic_ns
 
 MAX_RATE_HZ = 100_000
 
@@ -122,16 +117,11 @@ async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, A
     ) as sensor:
         out = prepare_new_dir(args.out)
         decoder = Decoder(sensor)
-        parent = ring_dir_parent(ring_bytes(args.capacity, len(sensor.channels)))
-        with tempfile.TemporaryDirectory(prefix="jetpower-ring-", dir=parent) as tmp:
-            ring = Path(tmp) / "sampler.ring"
-            async with start_sampler(
-                sensor, ring, rate_hz=args.rate, cpu=args.cpu, capacity=args.capacity
-            ) as handle:
-                info = handle.reader.info
-                anchor = Anchor(
-                    info.anchor_realtime_ns, info.anchor_monotonic_ns, info.anchor_error_ns
-                )
+        window: WindowSink | None = None
+        with ring_directory(args.capacity, len(sensor.channels)) as ring_dir:
+            async with session(decoder, ring_dir / "sampler.ring", out / "samples.csv",
+                               rate_hz=args.rate, cpu=args.cpu, capacity=args.capacity) as s:
+                info = s.handle.reader.info
                 log.info(
                     "sampler_started",
                     rails=list(sensor.labels),
@@ -141,26 +131,22 @@ async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, A
                     simulated=sensor.simulated,
                 )
                 status = 0
-                async with Recorder(handle, decoder, out / "samples.csv") as rec:
-                    start = monotonic_ns()
-                    window = WindowSink(start, rule=decoder.integration_rule)
-                    plog = PowerLogSink(out / "power_log.log", anchor, start)
-                    rec.sinks += [window, plog]
-                    pump = asyncio.ensure_future(rec.run())
-                    try:
-                        if cmd:
-                            status = await _run_command(cmd, quiet_stdout=args.json)
-                        else:
-                            await asyncio.sleep(args.seconds)
-                    finally:
-                        end = monotonic_ns()
-                        window.end_ns = plog.end_ns = end
-                        await rec.drain_now()
-                        pump.cancel()
-                        await asyncio.gather(pump, return_exceptions=True)
-                        await plog.close()
-                report = await handle.stop()
-                counters = handle.reader.counters()
+                start = monotonic_ns()
+                window = WindowSink(start, rule=decoder.integration_rule, before=s.recorder.last)
+                plog = PowerLogSink(out / "power_log.log", s.anchor, start)
+                s.recorder.sinks += [window, plog]
+                try:
+                    if cmd:
+                        status = await _run_command(cmd, quiet_stdout=args.json)
+                    else:
+                        await asyncio.sleep(args.seconds)
+                finally:
+                    end = monotonic_ns()
+                    window.end_ns = plog.end_ns = end
+                    await s.recorder.drain_now()
+                    report = await s.handle.stop()
+                    counters = s.handle.reader.counters()
+            await plog.close()
     integ = window.integrator
     span = integ.span_s
     summary: dict[str, Any] = {

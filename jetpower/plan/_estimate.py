@@ -5,6 +5,11 @@ benchmark's length depends on the board, so it is guessed from the model's appro
 (GFLOPs at a 224x224 input, scaled by the input's element count) and a per-backend cost per GFLOP,
 plus a fixed setup time (load, compile) per model. The figures below are rough Jetson Orin-class
 guesses; `validate` labels the result as a guess.
+
+The isolation pass of per-layer energy (``layer_energy = "isolated"``) lasts about layers x
+repetitions x one block, a block being a settling time (one update of the energy counter, NVML:
+100 ms) plus on average (periods + 0.5) updates, capped by ``layer_energy_max_seconds``;
+``jetpower/worker/isolate.py`` uses the same figures.
 """
 
 from __future__ import annotations
@@ -51,6 +56,39 @@ _COST: dict[tuple[str, str], tuple[float, float, float]] = {
 #: a profiled inference costs more than a timed one (profiler callbacks, synchronisation)
 PROFILE_FACTOR = 1.5
 
+#: leaf-module calls per inference (layers of the torch backend), where known
+LEAF_LAYERS: dict[str, int] = {
+    "alexnet": 21,
+    "vgg11": 29,
+    "vgg13": 33,
+    "vgg16": 39,
+    "vgg19": 45,
+    "mobilenet_v2": 141,
+    "mobilenet_v3_small": 120,
+    "mobilenet_v3_large": 160,
+    "resnet18": 60,
+    "resnet34": 108,
+    "resnet50": 158,
+    "resnet101": 311,
+    "resnet152": 464,
+    "lenet": 12,
+    "resnext50_32x4d": 158,
+    "resnext101_32x8d": 311,
+    "resnext101_64x4d": 311,
+    "convnext_tiny": 156,
+    "convnext_small": 300,
+    "convnext_base": 300,
+    "tinycnn": 6,
+}
+_UNKNOWN_LAYERS = 150
+#: the isolation pass's defaults: rounds, counter periods per block, settling time, the counter's
+#: update period (NVML on an H100/H200)
+ISOLATION_REPETITIONS = 3
+ISOLATION_PERIODS = 3
+ISOLATION_SETTLE_S = 0.02
+ISOLATION_SETTLE_PERIODS = 1.0
+ISOLATION_COUNTER_PERIOD_S = 0.1
+
 NOTE = (
     "a guess: benchmark time is estimated from each model's approximate GFLOPs and a typical "
     "Jetson Orin-class speed; real boards differ by several times"
@@ -74,8 +112,10 @@ def benchmark_seconds(
     input_shape: Sequence[int],
     passes: tuple[int, int, int],
     timeout_seconds: float,
+    isolation_s: float = 0.0,
 ) -> float:
-    """Guessed seconds of one model's benchmark phase; ``passes`` is (warmup, runs, profile_runs).
+    """Guessed seconds of one model's benchmark phase; ``passes`` is (warmup, runs, profile_runs),
+    ``isolation_s`` the isolation pass's (:func:`model_isolation_seconds`; 0 when off).
 
     Never more than the model's timeout: the worker is stopped there.
     """
@@ -83,8 +123,39 @@ def benchmark_seconds(
     setup = _COST.get((backend, dev), _COST[("torch", "cuda")])[2]
     one = inference_seconds(name, backend=backend, device=device, input_shape=input_shape)
     warmup, runs, profile_runs = passes
-    total = setup + one * (warmup + runs) + one * PROFILE_FACTOR * profile_runs
+    total = setup + one * (warmup + runs) + one * PROFILE_FACTOR * profile_runs + isolation_s
     return min(total, timeout_seconds)
+
+
+def isolation_block_seconds(
+    periods: int, settle_s: float, settle_periods: float, period_s: float
+) -> float:
+    """One block of the isolation pass: settling, half a period on average until the next edge,
+    then ``periods`` periods."""
+    return max(settle_s, settle_periods * period_s) + (periods + 0.5) * period_s
+
+
+def isolation_seconds(
+    layers: int,
+    *,
+    repetitions: int = ISOLATION_REPETITIONS,
+    periods: int = ISOLATION_PERIODS,
+    settle_s: float = ISOLATION_SETTLE_S,
+    settle_periods: float = ISOLATION_SETTLE_PERIODS,
+    period_s: float = ISOLATION_COUNTER_PERIOD_S,
+    max_seconds: float = math.inf,
+) -> float:
+    """Guessed seconds of an isolation pass over ``layers`` leaf layers (plus the whole model and
+    an idle block per round, and the counter's characterisation), at most ``max_seconds``.
+
+    One block: :func:`isolation_block_seconds`."""
+    block = isolation_block_seconds(periods, settle_s, settle_periods, period_s)
+    return min(max_seconds, (layers + 2) * repetitions * block + 6 * period_s)
+
+
+def model_isolation_seconds(name: str, max_seconds: float) -> float:
+    """:func:`isolation_seconds` of a model by name (its leaf layers from ``LEAF_LAYERS``)."""
+    return isolation_seconds(LEAF_LAYERS.get(name, _UNKNOWN_LAYERS), max_seconds=max_seconds)
 
 
 def hms(seconds: float) -> str:

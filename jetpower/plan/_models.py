@@ -5,6 +5,11 @@ Each entry of ``models`` is a model name (``"resnet18"``) or a table (``{name = 
 directory is its ``label``: by default the name, or for ``package.module:factory`` the factory's
 name. Two models with the same directory are an error.
 
+Per-layer energy by isolation (``layer_energy = "isolated"``, torch backend only; default
+``"off"``): after the profiling pass each leaf layer is replayed alone against the GPU's energy
+counter (``jetpower/worker/isolate.py``) until its 95 % interval is within
+``layer_energy_precision`` of its energy, or ``layer_energy_max_seconds`` have passed.
+
 Input shape, most specific first: the model's own ``input_shape``; the built-in model's own input
 (``jetpower.worker.models.default_input_shape``: lenet 1x1x32x32, tinycnn 1x3x16x16); ``[benchmark]
 input_shape``; 1x3x224x224.
@@ -32,9 +37,11 @@ DTYPES = ("float32", "float16", "bfloat16")
 #: names a model directory may not take: jetpower's own files in the result directory
 _RESERVED = ("idling_power.json", "run.log.jsonl")
 
+LAYER_ENERGY = ("off", "isolated")
 BENCHMARK_KEYS = (
     "backend", "device", "dtype", "input_shape", "warmup", "runs", "profile_runs",
     "optimization_level", "min_block_size", "timeout_seconds", "rate_hz",
+    "layer_energy", "layer_energy_precision", "layer_energy_max_seconds",
 )  # fmt: skip
 MODEL_KEYS = ("name", "label", *BENCHMARK_KEYS)
 
@@ -51,6 +58,9 @@ BUILTIN: dict[str, Any] = {
     "min_block_size": 5,
     "timeout_seconds": 7200.0,
     "rate_hz": None,
+    "layer_energy": "off",
+    "layer_energy_precision": 0.05,
+    "layer_energy_max_seconds": 600.0,
 }
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}", re.ASCII)
@@ -81,6 +91,12 @@ class ModelPlan:
     timeout_seconds: float
     #: the sampler rate (the plan's, or this model's override)
     rate_hz: float
+    #: "isolated": the isolation pass of per-layer energy after profiling; "off": none
+    layer_energy: str = "off"
+    #: the isolation pass's target: 95 % interval half-width / layer energy
+    layer_energy_precision: float = 0.05
+    #: the isolation pass's time cap, s
+    layer_energy_max_seconds: float = 600.0
 
     @property
     def is_factory(self) -> bool:
@@ -114,6 +130,13 @@ def _read_benchmark(t: Table, base: dict[str, Any]) -> dict[str, Any]:
             "timeout_seconds", base["timeout_seconds"], 0, 604_800, lo_open=True
         ),
         "rate_hz": t.value("rate_hz", base["rate_hz"], lambda a, v: check_rate(p, a, v)),
+        "layer_energy": t.choice("layer_energy", base["layer_energy"], LAYER_ENERGY),
+        "layer_energy_precision": t.number(
+            "layer_energy_precision", base["layer_energy_precision"], 0, 1, lo_open=True
+        ),
+        "layer_energy_max_seconds": t.number(
+            "layer_energy_max_seconds", base["layer_energy_max_seconds"], 0, 604_800, lo_open=True
+        ),
     }
 
 
@@ -122,11 +145,22 @@ def _check_device(problems: Problems, path: str, values: dict[str, Any]) -> None
         problems.add(path, 'backend "tensorrt" needs device "cuda" or "auto", got device "cpu"')
 
 
+def _check_layer_energy(problems: Problems, path: str, values: dict[str, Any]) -> None:
+    if values["layer_energy"] == "isolated" and values["backend"] != "torch":
+        problems.add(
+            path,
+            f'layer_energy "isolated" needs backend "torch", got backend "{values["backend"]}" '
+            "(TensorRT engines fuse layers: there is no leaf layer to replay alone)",
+        )
+
+
 def parse_benchmark(t: Table) -> dict[str, Any]:
     """The ``[benchmark]`` table over the built-in defaults (unknown keys: see ``Table.finish``)."""
     values = _read_benchmark(t, BUILTIN)
     if t.has("backend") or t.has("device"):
         _check_device(t.problems, "benchmark", values)
+    if t.has("layer_energy") or t.has("backend"):
+        _check_layer_energy(t.problems, "benchmark", values)
     return values
 
 
@@ -196,6 +230,8 @@ def parse_models(
         values = _read_benchmark(t, defaults)
         if t.has("backend") or t.has("device"):
             _check_device(problems, path, values)
+        if t.has("layer_energy") or t.has("backend"):
+            _check_layer_energy(problems, path, values)
         if name is None:
             continue
         found = _FACTORY.fullmatch(name)
@@ -235,6 +271,9 @@ def parse_models(
                 min_block_size=values["min_block_size"],
                 timeout_seconds=values["timeout_seconds"],
                 rate_hz=sampler_rate if values["rate_hz"] is None else values["rate_hz"],
+                layer_energy=values["layer_energy"],
+                layer_energy_precision=values["layer_energy_precision"],
+                layer_energy_max_seconds=values["layer_energy_max_seconds"],
             )
         )
     return tuple(out)

@@ -10,9 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from jetpower.errors import SamplerError
-from jetpower.sensors._types import Channel, Rail, TotalRule
+from jetpower.sensors._types import Channel, Rail, ReadingModel, TotalRule
 
 WHERE = "NVML ($JETPOWER_NVML_LIB, default libnvidia-ml.so.1)"
+
+#: reading models of the three NVML readings (csrc/jp_sampler.h); the driver refreshes each at a
+#: period of its own, which NVML does not document (probe measures how often values change)
+POWER_INSTANT = ReadingModel(
+    "instant", quantum=1.0, read="latest_value",
+    note="NVML_FI_DEV_POWER_INSTANT: the driver's latest instantaneous reading; its refresh "
+         "period is not documented (probe measures it); polled by the sampler every 10 ms")
+POWER_AVG = ReadingModel(
+    "window_mean", window_us=1_000_000.0, held=None, quantum=1.0, read="latest_value",
+    note="nvmlDeviceGetPowerUsage: on Ampere and newer (except GA100) the mean over the last "
+         "1 s, a moving window the driver refreshes at an undocumented period (no schedule); "
+         "on older GPUs an instantaneous value. Every window spans many inferences: per-layer "
+         "power is not identifiable from it")
+ENERGY = ReadingModel(
+    "counter", quantum=1.0, read="latest_value",
+    note="nvmlDeviceGetTotalEnergyConsumption: mJ since the driver loaded; polled by the "
+         "sampler every 50 ms")
 
 
 def find_nvml() -> tuple[list[Rail], list[dict[str, object]], str, TotalRule | None]:
@@ -37,11 +54,11 @@ def find_nvml() -> tuple[list[Rail], list[dict[str, object]], str, TotalRule | N
         device = f"nvml {g.index} {g.name}"
         if g.instant_rc == 0:
             power = Channel(f"{label}.mW", Path(f"nvml:{g.index}:power_instant"), "mW", "power",
-                            reading="instant",
+                            model=POWER_INSTANT,
                             about="NVML field NVML_FI_DEV_POWER_INSTANT (186), GPU scope")
         elif g.usage_rc == 0:
             power = Channel(f"{label}.mW", Path(f"nvml:{g.index}:power_avg"), "mW", "power",
-                            reading="average",
+                            model=POWER_AVG,
                             about="nvmlDeviceGetPowerUsage (instant power field answered "
                                   f"{name_of(g.instant_rc)}); a 1 s average on Ampere and newer")
         else:
@@ -52,7 +69,7 @@ def find_nvml() -> tuple[list[Rail], list[dict[str, object]], str, TotalRule | N
         energy = None
         if g.energy_rc == 0:
             energy = Channel(f"{label}.mJ", Path(f"nvml:{g.index}:energy"), "mJ", "energy",
-                             reading="counter",
+                             model=ENERGY,
                              about="nvmlDeviceGetTotalEnergyConsumption, mJ since the driver "
                                    "loaded")
         rails.append(Rail(label, device, "power", power=power, energy=energy))

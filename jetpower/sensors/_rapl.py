@@ -14,11 +14,16 @@ import re
 from pathlib import Path
 
 from jetpower.errors import SensorError
-from jetpower.sensors._types import Channel, Rail, TotalRule
+from jetpower.sensors._types import Channel, Rail, ReadingModel, TotalRule
 
 POWERCAP = "sys/class/powercap"
 WHERE = f"{POWERCAP}/intel-rapl:* (energy_uj)"
 _ZONE = re.compile(r"intel-rapl:(\d+(?::\d+)*)")
+#: a RAPL zone's energy_uj: a running total the package updates about every millisecond
+COUNTER_MODEL = ReadingModel(
+    "counter", quantum=None, read="latest_value",
+    note="RAPL energy counter: a running total in uJ (the hardware's energy unit is finer), "
+         "updated by the package about every 1 ms; wraps at max_energy_range_uj + 1")
 
 
 def _read(path: Path) -> str | None:
@@ -85,7 +90,7 @@ def find_rapl(root: Path) -> tuple[list[Rail], list[dict[str, object]], str, Tot
         rails.append(Rail(
             label, device, "counter",
             energy=Channel(
-                f"{label}.uJ", energy, "uJ", "energy", reading="counter", wrap=wrap,
+                f"{label}.uJ", energy, "uJ", "energy", model=COUNTER_MODEL, wrap=wrap,
                 about=f"RAPL {name} energy counter (powercap energy_uj), wraps at "
                       f"max_energy_range_uj = {rng}",
             ),

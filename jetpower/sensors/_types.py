@@ -10,12 +10,100 @@ from jetpower.errors import SensorError
 
 Derivation = Literal["v_x_i", "power", "counter"]
 Quantity = Literal["voltage", "current", "power", "energy"]
-#: what a value is: ``instant`` the latest conversion or measurement; ``average`` averaged by the
-#: source over a window of its own (NVML power usage: 1 s on Ampere and newer); ``counter`` an
-#: accumulating total that only grows, wrapping at ``Channel.wrap`` where that is set
-ReadingKind = Literal["instant", "average", "counter"]
+#: what a value is (see :class:`ReadingModel`): ``instant`` a value at the moment of the read;
+#: ``window_mean`` the mean of the input over a window of known length, held until the next one;
+#: ``counter`` an accumulating total that only grows, wrapping at ``Channel.wrap`` where set
+ReadingKind = Literal["instant", "window_mean", "counter"]
 
 NVML_PREFIX = "nvml:"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionSchedule:
+    """When a window-mean value is converted: a fixed cycle of conversions on the chip's clock.
+
+    One cycle is ``slots`` back-to-back conversions in ``order``; this value is the one in
+    position ``slot`` (0-based), so its window ends ``(slot + 1) * window_us`` after the cycle
+    starts and recurs every ``period_us``.  The figures are nominal: the chip's own oscillator
+    sets the pace, so the real period differs by up to several percent and drifts.
+    """
+
+    period_us: float  # nominal cycle period
+    slot: int
+    slots: int
+    order: tuple[str, ...]
+    conversion_us: int  # one conversion, before averaging
+    samples: int  # averaging count: a result is the mean of this many conversions
+    source: str  # where these figures come from, in words
+    assumed: bool = False  # documented defaults, not read from the device
+    consistent: bool | None = None  # the driver files agree with each other (None: not checked)
+    facts: tuple[tuple[str, Any], ...] = ()  # the driver's raw figures these were derived from
+
+    @property
+    def window_us(self) -> float:
+        return float(self.conversion_us * self.samples)
+
+    @property
+    def end_offset_us(self) -> float:
+        return (self.slot + 1) * self.window_us
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "period_us_nominal": self.period_us,
+            "slot": self.slot,
+            "slots": self.slots,
+            "order": list(self.order),
+            "end_offset_us_nominal": self.end_offset_us,
+            "conversion_us": self.conversion_us,
+            "samples": self.samples,
+            "assumed": self.assumed,
+            "consistent": self.consistent,
+            "clock": "the chip's own oscillator: the real period differs from the nominal one "
+                     "by up to several percent and drifts; fit it from the value changes",
+            "source": self.source,
+            **dict(self.facts),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingModel:
+    """What one value of a channel is, so that an estimator can place it in time.
+
+    ``instant``: the quantity at (about) the moment of the read.  ``window_mean``: the mean over
+    ``window_us`` that ended before the read, ``held`` until the next conversion replaces it,
+    on ``schedule`` where that is known.  ``counter``: a running total (differences over time
+    give the mean rate).  ``quantum`` is the value's step in the channel's unit (None: unknown);
+    ``read`` says what a read does where the driver is known (``latest_value``: returns the
+    register at once; ``waits_for_conversion``: waits for the conversion-ready flag first;
+    ``triggers_conversion``: starts a conversion and waits for it).
+    """
+
+    kind: ReadingKind
+    window_us: float | None = None
+    held: bool | None = None
+    schedule: ConversionSchedule | None = None
+    quantum: float | None = None
+    read: str | None = None
+    note: str = ""
+
+    def to_dict(self, unit: str, wrap: int | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.kind == "window_mean":
+            out["window_us"] = self.window_us
+            out["held"] = self.held
+            out["schedule"] = None if self.schedule is None else self.schedule.to_dict()
+        if self.kind == "counter":
+            out["wrap"] = wrap
+        out["quantum"] = self.quantum
+        out["unit"] = unit
+        out["read"] = self.read
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+INSTANT = ReadingModel("instant")
+COUNTER = ReadingModel("counter")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +118,14 @@ class Channel:
     path: Path
     unit: str  # "mV", "mA", "mW", "uW", "mJ", "uJ"
     quantity: Quantity
-    reading: ReadingKind = "instant"
+    model: ReadingModel = INSTANT
     wrap: int | None = None  # a counter's range: it goes back to 0 after wrap - 1 (None: never)
     about: str = ""  # where the value comes from, in words
+
+    @property
+    def reading(self) -> ReadingKind:
+        """The reading model's kind: ``instant``, ``window_mean`` or ``counter``."""
+        return self.model.kind
 
     @property
     def kind(self) -> Literal["file", "nvml"]:
@@ -70,6 +163,8 @@ class Rail:
             "files": {c.quantity: str(c.path) for c in self.channels},
             "units": {c.quantity: c.unit for c in self.channels},
             "readings": {c.quantity: c.reading for c in self.channels},
+            "reading_models": {c.quantity: c.model.to_dict(c.unit, c.wrap)
+                               for c in self.channels},
         }
         if self.energy is not None:
             out["energy_wrap"] = self.energy.wrap
@@ -108,6 +203,9 @@ class SensorSet:
     simulated: bool = False
     devices: tuple[dict[str, Any], ...] = field(default=())  # per chip: update_interval, samples
     selected_because: str = ""  # why discovery picked this source (and what it passed over)
+    #: simulated runs: the truth bus the simulator follows, for the workers' config (truth_bus);
+    #: a temporary file of the run, so not part of the sensor's description
+    truth_bus: Path | None = None
 
     @property
     def channels(self) -> tuple[Channel, ...]:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jetpower.errors import SensorError
-from jetpower.sensors import _nvml, _rapl
-from jetpower.sensors._types import Channel, Rail, SensorSet, TotalRule
+from jetpower.sensors import _ina3221, _nvml, _rapl
+from jetpower.sensors._types import Channel, Rail, ReadingModel, SensorSet, TotalRule
 from jetpower.sensors.boards import board_info, total_rule
 
 #: labels of INA3221 channels that are not power rails
@@ -38,14 +38,21 @@ def _sorted_devices(pattern: str, root: Path) -> list[Path]:
     return sorted(p for p in root.glob(pattern) if p.is_dir())
 
 
+#: what a generic hwmon value is taken to be: jetpower knows nothing of that chip's conversions
+GENERIC_HWMON = ReadingModel(
+    "instant", note="generic hwmon chip: taken as instantaneous; its conversion timing is not "
+                    "known to jetpower (probe measures how often it changes)")
+
+
 def _vi_rail(label: str, device: str, v: Path, i: Path, vunit: str = "mV",
-             iunit: str = "mA") -> Rail:
+             iunit: str = "mA", *, vmodel: ReadingModel = GENERIC_HWMON,
+             imodel: ReadingModel = GENERIC_HWMON) -> Rail:
     return Rail(
         label=label,
         device=device,
         derivation="v_x_i",
-        voltage=Channel(f"{label}.{vunit}", v, vunit, "voltage"),
-        current=Channel(f"{label}.{iunit}", i, iunit, "current"),
+        voltage=Channel(f"{label}.{vunit}", v, vunit, "voltage", model=vmodel),
+        current=Channel(f"{label}.{iunit}", i, iunit, "current", model=imodel),
     )
 
 
@@ -57,20 +64,48 @@ def _device_facts(hw: Path, device: str) -> dict[str, object]:
     return facts
 
 
+def _kernel_release(root: Path) -> str | None:
+    return _read(root / "proc/sys/kernel/osrelease")
+
+
+def _converts(hw: Path, n: int) -> bool:
+    """Whether the chip converts channel ``n``: ``inN_enable`` says so; without that file (older
+    kernels) every channel is on except those labelled NC, which the driver disables (their
+    reads fail with ENODATA)."""
+    enable = _read(hw / f"in{n}_enable")
+    if enable is not None:
+        return enable == "1"
+    return _read(hw / f"in{n}_label") != "NC"
+
+
 def _ina3221_hwmon(root: Path) -> tuple[list[Rail], list[dict[str, object]]]:
     rails: list[Rail] = []
     devices = []
+    l4t, kernel = board_info(root)["l4t"], _kernel_release(root)
     for hw in _sorted_devices("sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*", root):
         addr = hw.parent.parent.name
         device = f"ina3221 {addr} {hw.name}"
-        devices.append(_device_facts(hw, device))
+        facts = _device_facts(hw, device)
+        enabled = tuple(n for n in (1, 2, 3) if _converts(hw, n))
+        chip = _ina3221.hwmon_config(
+            facts["update_interval"], facts["samples"], enabled,  # type: ignore[arg-type]
+            l4t=l4t, kernel=kernel, where=str(hw.relative_to(root)))
+        facts["enabled_channels"] = list(enabled)
+        if chip is not None:
+            facts["conversion_us"] = chip.conversion_us
+            facts["period_us_nominal"] = chip.period_us
+        devices.append(facts)
         for n in (1, 2, 3):
             label = _read(hw / f"in{n}_label") or f"{addr}-in{n}"
             if label in SKIP_LABELS or _read(hw / f"in{n}_enable") == "0":
                 continue
             v, i = hw / f"in{n}_input", hw / f"curr{n}_input"
-            if v.exists() and i.exists():
-                rails.append(_vi_rail(label, f"{device} channel {n}", v, i))
+            if v.exists() and i.exists() and chip is not None and n in chip.enabled:
+                quantum = _ina3221.current_quantum_ma(_ina3221.read_int(hw / f"shunt{n}_resistor"))
+                rails.append(_vi_rail(
+                    label, f"{device} channel {n}", v, i,
+                    vmodel=chip.model(n, "voltage", float(_ina3221.BUS_LSB_MV)),
+                    imodel=chip.model(n, "current", quantum)))
     return rails, devices
 
 
@@ -79,7 +114,12 @@ def _ina3221x_iio(root: Path) -> tuple[list[Rail], list[dict[str, object]]]:
     devices = []
     for dev in _sorted_devices("sys/bus/i2c/drivers/ina3221x/*/iio:device*", root):
         device = f"ina3221x {dev.parent.name} {dev.name}"
-        devices.append(_device_facts(dev, device))
+        facts = _device_facts(dev, device)
+        mode = _read(dev / "running_mode")
+        chip = _ina3221.iio_config(mode)
+        facts.update(running_mode=mode, assumed_conversion_us=chip.conversion_us,
+                     assumed_samples=chip.samples)
+        devices.append(facts)
         for n in range(8):
             label = _read(dev / f"rail_name_{n}")
             if label is None:
@@ -90,7 +130,12 @@ def _ina3221x_iio(root: Path) -> tuple[list[Rail], list[dict[str, object]]]:
                 continue
             v, i = dev / f"in_voltage{n}_input", dev / f"in_current{n}_input"
             if v.exists() and i.exists():
-                rails.append(_vi_rail(label, f"{device} channel {n}", v, i))
+                ch = n + 1 if n < 3 else None
+                vmodel = chip.model(ch, "voltage", float(_ina3221.BUS_LSB_MV)) if ch else \
+                    GENERIC_HWMON
+                imodel = chip.model(ch, "current", None) if ch else GENERIC_HWMON
+                rails.append(_vi_rail(label, f"{device} channel {n}", v, i,
+                                      vmodel=vmodel, imodel=imodel))
     return rails, devices
 
 
@@ -112,7 +157,8 @@ def _generic_hwmon(root: Path) -> tuple[list[Rail], list[dict[str, object]]]:
                 continue
             label = _read(hw / f"power{m[1]}_label") or f"{name}/power{m[1]}"
             rails.append(Rail(label, device, "power",
-                              power=Channel(f"{label}.uW", p, "uW", "power")))
+                              power=Channel(f"{label}.uW", p, "uW", "power",
+                                            model=GENERIC_HWMON)))
             found = True
         if not found:
             for p in sorted(hw.glob("curr*_input")):
@@ -224,5 +270,6 @@ def discover(root: Path = Path("/"), source: str = "auto") -> SensorSet:
 
 def _renamed(rail: Rail, k: int) -> Rail:
     """Two chips may report rails of the same label: make such labels unique by position."""
-    return _vi_rail(f"{rail.label}@{k}", rail.device, rail.voltage.path, rail.current.path) \
+    return _vi_rail(f"{rail.label}@{k}", rail.device, rail.voltage.path, rail.current.path,
+                    vmodel=rail.voltage.model, imodel=rail.current.model) \
         if rail.voltage and rail.current else rail

@@ -24,6 +24,10 @@ VERSION = 1
 BACKENDS = ("tensorrt", "torch")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
+#: per-layer energy of the torch backend: none, or the isolation pass (worker/isolate.py)
+LAYER_ENERGY = ("off", "isolated")
+#: the energy counter of the isolation pass: NVML on CUDA ("auto"), or the simulated one
+LAYER_ENERGY_COUNTERS = ("auto", "nvml", "simulated")
 
 #: exit statuses of ``python -m jetpower.worker`` (docs/FORMATS.md)
 EXIT_OK = 0
@@ -68,6 +72,17 @@ class WorkerConfig:
     #: the run's CLOCK_REALTIME/CLOCK_MONOTONIC anchor, so that the worker's wall-clock text and
     #: the power log's come from one pair; None: the worker takes its own
     anchor: dict[str, int] | None = None
+    #: "isolated": after the profiling pass, replay each leaf layer alone and measure its energy
+    layer_energy: str = "off"
+    #: the isolation pass's target: 95 % interval half-width / layer energy
+    layer_energy_precision: float = 0.05
+    #: the isolation pass starts no round that would end later than this, s
+    layer_energy_max_seconds: float = 600.0
+    layer_energy_counter: str = "auto"
+    #: simulated runs only: the truth bus file (jetpower.sensors.truthbus) on which the torch
+    #: backend publishes the layer it runs, so that the simulated sensor's power follows it;
+    #: None (every real run): nothing is published
+    truth_bus: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -180,6 +195,21 @@ def _validate(c: WorkerConfig) -> list[str]:
         not isinstance(c.label, str) or _dir_name(c.label) != c.label or c.label in {".", ".."}
     ):
         p.append(f"'label' is {c.label!r}, expected a plain directory name")
+    if c.layer_energy not in LAYER_ENERGY:
+        p.append(f"'layer_energy' is {c.layer_energy!r}, expected one of {', '.join(LAYER_ENERGY)}")
+    elif c.layer_energy == "isolated" and c.backend != "torch":
+        p.append(f"'layer_energy' \"isolated\" needs backend 'torch', got {c.backend!r}")
+    if c.layer_energy_counter not in LAYER_ENERGY_COUNTERS:
+        p.append(
+            f"'layer_energy_counter' is {c.layer_energy_counter!r}, expected one of "
+            f"{', '.join(LAYER_ENERGY_COUNTERS)}"
+        )
+    for key, hi in (("layer_energy_precision", 1.0), ("layer_energy_max_seconds", 604800.0)):
+        v = getattr(c, key)
+        if not isinstance(v, int | float) or isinstance(v, bool) or not 0 < v <= hi:
+            p.append(f"'{key}' is {v!r}, expected a number greater than 0 and at most {hi:g}")
+    if c.truth_bus is not None and (not isinstance(c.truth_bus, str) or not c.truth_bus):
+        p.append(f"'truth_bus' is {c.truth_bus!r}, expected the truth bus file's path or null")
     if c.weights is not None and not isinstance(c.weights, str):
         p.append(f"'weights' is {c.weights!r}, expected a local file path or null")
     return p

@@ -6,7 +6,8 @@ The original layout (kept exactly)::
     <result_dir>/<model>/trt_profiling/trt_engine_info.json
     <result_dir>/<model>/trt_profiling/trt_layer_latency.json
 
-and jetpower's own ``jetpower_worker.json`` (format "jetpower.worker-result", version 1) and, on
+and jetpower's own ``jetpower_worker.json`` (format "jetpower.worker-result", version 1),
+``jetpower_layer_energy.json`` when the isolation pass ran (format "jetpower.layer-energy"), and, on
 failure, ``jetpower_failure.json`` (format "jetpower.worker-failure", version 1).
 """
 
@@ -29,6 +30,8 @@ PROFILING_DIR = "trt_profiling"
 ENGINE_INFO = "trt_engine_info.json"
 LAYER_LATENCY = "trt_layer_latency.json"
 WORKER_META = "jetpower_worker.json"
+#: the isolation pass's per-layer energies (format "jetpower.layer-energy", worker/isolate.py)
+LAYER_ENERGY = "jetpower_layer_energy.json"
 FAILURE = "jetpower_failure.json"
 
 

@@ -11,6 +11,11 @@ Window reconstruction (docs/DESIGN.md, "Time"): layer k of run r ran in
 The time a run spends outside its layers (launch overhead, Python between engines) is not in any
 window, so the reconstructed windows end early by at most that much; :meth:`LayerProfile.gap_stats`
 measures it per run, and the worker states it as the alignment's expected error.
+
+A backend that knows each layer's own window on CLOCK_MONOTONIC (stamped by hooks on CPU, placed
+on the device clock from an anchored CUDA event on GPU) records it with
+:meth:`LayerProfile.record_window`; those windows are then written as measured, not reconstructed,
+and the gaps between layers no longer shift the timestamps.
 """
 
 from __future__ import annotations
@@ -43,15 +48,37 @@ class LayerProfile:
         self.end_ns = np.zeros(runs, dtype=np.int64)
         self.done = 0  # completed runs
         self.unknown_reports = 0  # reports of names not in ``names`` (counted, never silently lost)
+        #: measured window ends, us after the run's start (float32: 0.06 us steps at 1 s), or None
+        #: while no backend recorded a measured window; NaN where a layer has none
+        self.end_us: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.lat_ms, self.seen, self.start_ns, self.end_ns))
+        arrays = [self.lat_ms, self.seen, self.start_ns, self.end_ns]
+        if self.end_us is not None:
+            arrays.append(self.end_us)
+        return sum(a.nbytes for a in arrays)
 
     def record(self, run: int, layer: int, ms: float) -> None:
         """One layer's latency in one run (a second report in the same run adds to the first)."""
         self.lat_ms[run, layer] += ms
         self.seen[run, layer] = True
+
+    def record_window(self, run: int, layer: int, start_ns: float, end_ns: float) -> None:
+        """One layer's measured window on CLOCK_MONOTONIC (call after ``begin_run``).
+
+        The latency is ``end - start``; the window's end is written as the layer's timestamp
+        instead of the reconstruction.
+        """
+        if self.end_us is None:
+            self.end_us = np.full((self.runs, len(self.names)), np.nan, dtype=np.float32)
+        self.lat_ms[run, layer] += (end_ns - start_ns) / 1e6
+        self.seen[run, layer] = True
+        self.end_us[run, layer] = (end_ns - self.start_ns[run]) / 1e3
+
+    def begin_run(self, run: int, start_ns: int) -> None:
+        """The run's start, before its measured windows are recorded (``finish_run`` keeps it)."""
+        self.start_ns[run] = start_ns
 
     def record_name(self, run: int, name: str, ms: float) -> None:
         i = self.index.get(name)
@@ -81,10 +108,16 @@ class LayerProfile:
     def window_ends_ns(self) -> Any:
         """Iterate (layer index, int64 array of window ends per run) in execution order."""
         n = self.done
-        cum = self.start_ns[:n].astype(np.float64)
+        start = self.start_ns[:n].astype(np.float64)
+        cum = start.copy()
         for j in range(len(self.names)):
             cum += self.lat_ms[:n, j].astype(np.float64) * 1e6
-            yield j, np.rint(cum).astype(np.int64)
+            if self.end_us is None:
+                yield j, np.rint(cum).astype(np.int64)
+                continue
+            meas = self.end_us[:n, j].astype(np.float64)
+            ends = np.where(np.isnan(meas), cum, start + meas * 1e3)
+            yield j, np.rint(ends).astype(np.int64)
 
     def write_json(self, fh: IO[str], anchor: Anchor, fmt: str = SAMPLE_FMT) -> None:
         """Stream ``{name: [[ms, "wall text"], ...], ...}`` (trt_layer_latency.json) to ``fh``.

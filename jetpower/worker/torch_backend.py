@@ -2,29 +2,29 @@
 
 Timing pass: the bare model, no hooks (on CUDA, on a non-default stream, synchronised per run).
 Profiling pass: forward pre/post hooks on every leaf module, installed only for that pass and
-removed after it.  Latency per leaf call: CUDA events on GPU, CLOCK_MONOTONIC on CPU.  A leaf
-module called several times per inference (a shared ReLU) is one layer per call; later calls are
-named ``<module>#2``, ``<module>#3``...  The layer info file has TensorRT's JSON shape.
+removed after it.  Each leaf call's window is measured (``worker/alignment.py``): on CPU the hooks
+stamp CLOCK_MONOTONIC; on GPU they record CUDA events, placed on CLOCK_MONOTONIC from an event
+anchored at the run's start.  A leaf module called several times per inference (a shared ReLU)
+is one layer per call; later calls are named ``<module>#2``, ``<module>#3``...  The layer info
+file has TensorRT's JSON shape.  When the config asks (``layer_energy = "isolated"``), an isolation
+pass (``worker/isolate.py``) follows the profiling pass.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from jetpower.sensors.truthbus import Publisher
 from jetpower.timebase import monotonic_ns
-from jetpower.worker import models
+from jetpower.worker import alignment, models
 from jetpower.worker._torchinfo import layer_entry, tensor_entry
 from jetpower.worker.config import WorkerConfig, WorkerConfigError, WorkerRunError
 from jetpower.worker.profile import LayerProfile
-
-ALIGNMENT = (
-    "reconstructed: run start (CLOCK_MONOTONIC just before the forward call) + the latencies of "
-    "the layers before it; timestamp = end of the layer's window. Latencies from CUDA events "
-    "(GPU) or CLOCK_MONOTONIC around each leaf module (CPU); time between leaf modules is in no "
-    "window, so windows end early by at most the per-run gap (expected error below)"
-)
 
 
 def import_torch() -> Any:
@@ -70,6 +70,26 @@ def check_dtype(torch: Any, device: str, dtype_name: str) -> None:
         ) from e
 
 
+def _open_counter(cfg: WorkerConfig, be: TorchBackend) -> Any:
+    """The isolation pass's energy counter, opened before anything runs so that it fails early."""
+    from jetpower.worker import energy
+
+    want = cfg.layer_energy_counter
+    if want == "simulated":
+        # a launch is reported when it has finished: publishing one period (20 ms) late absorbs
+        # that; the pass's settling time (one period) covers the lag
+        return energy.SimulatedCounter(power_of=energy.simulated_power, lag_periods=1)
+    if not be.cuda:
+        raise WorkerConfigError(
+            'layer_energy "isolated" needs an energy counter: NVML\'s, on a CUDA GPU (device '
+            f'is {be.device!r}); layer_energy_counter "simulated" runs it on a simulated one'
+        )
+    try:
+        return energy.cuda_counter(be.torch)
+    except energy.CounterError as e:
+        raise WorkerConfigError(f'layer_energy "isolated": {e}') from e
+
+
 class TorchBackend:
     """Eager PyTorch, see the module docstring."""
 
@@ -90,11 +110,17 @@ class TorchBackend:
         self._layers: list[dict[str, Any]] = []
         self._handles: list[Any] = []
         self._pos = 0
-        self._t0 = 0
         self._run = 0
         self._prof: LayerProfile | None = None
         self._ev: list[tuple[Any, Any]] = []
+        self._starts: list[int] = []  # CPU: each layer's start stamp in the current run
+        self._anchor_hw = np.zeros(0, dtype=np.float32)  # CUDA: anchor half-width per run, ns
+        self._cpu_cal: dict[str, Any] | None = None
+        self._corr = (0.0, 0.0)  # CPU: hook dispatch before / after a module's forward, ns
+        self.isolation: dict[str, Any] | None = None  # the isolation pass's result, when run
+        self._bus: Publisher | None = None  # simulated runs: publishes the running layer
         torch.set_grad_enabled(False)
+        self.counter: Any = _open_counter(cfg, self) if cfg.layer_energy == "isolated" else None
 
     # -- phases -------------------------------------------------------------------------------
 
@@ -188,27 +214,52 @@ class TorchBackend:
         if self.cuda:
             ev = self.torch.cuda.Event
             self._ev = [(ev(enable_timing=True), ev(enable_timing=True)) for _ in names]
+        else:
+            self._starts = [0] * len(names)
+            self._cpu_cal = cal = alignment.calibrate_cpu_hooks(self.torch)
+            self._corr = (cal["start_correction_ns"], cal["end_correction_ns"])
+            if self.cfg.truth_bus:
+                self._bus = Publisher(Path(self.cfg.truth_bus), names)
         return names
 
     def _pre(self, mod: Any, args: Any) -> None:
+        pos = self._pos
         if self.cuda:
-            if self._pos < len(self._ev):
-                self._ev[self._pos][0].record(self.stream)
-        else:
-            self._t0 = monotonic_ns()
+            if pos < len(self._ev):
+                self._ev[pos][0].record(self.stream)
+        elif pos < len(self._starts):
+            if self._bus is not None:
+                self._bus.begin(pos, monotonic_ns() + int(self._corr[0]))
+            self._starts[pos] = monotonic_ns()  # the last statement: the module runs next
 
     def _post(self, mod: Any, args: Any, out: Any) -> None:
+        end = monotonic_ns()  # the first statement: the module has just returned
         pos = self._pos
         self._pos = pos + 1
         if self.cuda:
             if pos < len(self._ev):
                 self._ev[pos][1].record(self.stream)
         elif self._prof is not None and pos < len(self._prof.names):
-            self._prof.record(self._run, pos, (monotonic_ns() - self._t0) / 1e6)
+            c0, c1 = self._corr
+            start = self._starts[pos] + c0
+            # a module faster than the dispatch's spread keeps a 1 ns window, never a negative one
+            stop = max(end - c1, start + 1)
+            self._prof.record_window(self._run, pos, start, stop)
+            if self._bus is not None:
+                self._bus.end(pos, int(stop))
 
     def profile_run(self, prof: LayerProfile, run: int) -> None:
         self._prof, self._run, self._pos = prof, run, 0
-        start = monotonic_ns()
+        anchor = None
+        if self.cuda:
+            if self._anchor_hw.size < prof.runs:
+                self._anchor_hw = np.zeros(prof.runs, dtype=np.float32)
+            anchor = alignment.anchor_event(self.torch, self.stream)
+            start = anchor.h0_ns
+            self._anchor_hw[run] = anchor.half_width_ns
+        else:
+            start = monotonic_ns()
+        prof.begin_run(run, start)
         with self._stream_ctx():
             self.model(self.x)
         if self.cuda:
@@ -219,16 +270,76 @@ class TorchBackend:
                 f"profiled run {run} called {self._pos} leaf modules, the first run "
                 f"{len(prof.names)}: the model's control flow is not static"
             )
-        if self.cuda:
+        if anchor is not None:
             for i, (a, b) in enumerate(self._ev):
-                prof.record(run, i, a.elapsed_time(b))
+                prof.record_window(run, i, anchor.place(a), anchor.place(b))
         prof.finish_run(run, start, end)
 
     def end_profiling(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._done_runs = self._prof.done if self._prof is not None else 0
         self._prof = None
+        if self._bus is not None:
+            self._bus.close()
+            self._bus = None
+
+    def alignment(self) -> dict[str, Any]:
+        """The method of placing layer windows on CLOCK_MONOTONIC and its measured error."""
+        if self.cuda:
+            hw = self._anchor_hw[: getattr(self, "_done_runs", 0)]
+            s = alignment.summary(hw)
+            return {
+                "method": alignment.CUDA_METHOD,
+                "expected_error_ns": s["median_ns"],
+                "max_error_ns": s["max_ns"],
+                "anchor_half_width_ns": s,
+            }
+        cal = self._cpu_cal or alignment.calibrate_cpu_hooks(self.torch)
+        return {
+            "method": alignment.CPU_METHOD,
+            "expected_error_ns": cal["residual"]["median_ns"],
+            "max_error_ns": cal["residual"]["p99_ns"],
+            "cpu_hook_calibration": cal,
+        }
+
+    # -- isolated per-layer energy --------------------------------------------------------------
+
+    def isolation_settings(self) -> Any:
+        """The isolation pass's settings: the config's precision and cap, the rest defaults."""
+        from jetpower.worker import isolate
+
+        return isolate.Settings(
+            precision=self.cfg.layer_energy_precision,
+            max_seconds=self.cfg.layer_energy_max_seconds,
+        )
+
+    def isolation_pass(self, progress: Any = None) -> dict[str, Any]:
+        """Replay each leaf layer alone (``worker/isolate.py``); returns the result document."""
+        from jetpower.worker import isolate
+
+        if self.counter is None:
+            raise WorkerConfigError("the isolation pass needs an energy counter (layer_energy)")
+        cfg = self.cfg
+        try:
+            doc = isolate.run_pass(self, self.counter, self.isolation_settings(), progress)
+        finally:
+            self.counter.close()
+        doc = {
+            "format": doc.pop("format"),
+            "version": doc.pop("version"),
+            "model": cfg.model,
+            "label": cfg.model_dir.name,
+            "backend": self.name,
+            "device": self.device,
+            "device_name": self.torch.cuda.get_device_name() if self.cuda else "cpu",
+            "dtype": cfg.dtype,
+            "input_shape": list(self.input_shape),
+            **doc,
+        }
+        self.isolation = doc
+        return doc
 
     def hooks_installed(self) -> int:
         """How many hooks the backend has on the model now (0 outside the profiling pass)."""
@@ -243,7 +354,7 @@ class TorchBackend:
         torch = self.torch
         d: dict[str, Any] = {
             "versions": {"torch": torch.__version__},
-            "alignment_method": ALIGNMENT,
+            "alignment": self.alignment(),
             "layer_source": "leaf torch.nn modules, one layer per call, in call order",
         }
         if self.cuda:

@@ -6,6 +6,8 @@
  *                    nofield (field API: NOT_SUPPORTED per field; GetPowerUsage works) |
  *                    noenergy (no energy counter) | initfail (nvmlInit_v2: DRIVER_NOT_LOADED)
  *   FAKE_NVML_COUNT  number of GPUs (default 1)
+ *   FAKE_NVML_ENERGY_SPIN_US  each energy-counter call holds the CPU this long, busy (default 0),
+ *                    as the real call does for 3-16 ms on an H100/H200 (benchmarks/gpu/nvml_stalls.py)
  * Per GPU i, call k (counted per query kind, from 0):
  *   instant power = 100000 + 10000 i + 3 k  mW    (field 186, scope 0 only)
  *   power usage   =  90000 + 10000 i + 5 k  mW
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <time.h>
 
 typedef struct { int index; } dev_t_;
 typedef dev_t_ *nvmlDevice_t;
@@ -37,6 +40,7 @@ typedef struct {
 static dev_t_ devs[MAXDEV];
 static unsigned long long calls[MAXDEV][3];
 static int inited, count = 1;
+static long spin_us;
 static const char *mode = "ok";
 
 static int is(const char *m) { return strcmp(mode, m) == 0; }
@@ -47,6 +51,8 @@ int nvmlInit_v2(void)
     const char *c = getenv("FAKE_NVML_COUNT");
     mode = m && *m ? m : "ok";
     count = c ? atoi(c) : 1;
+    const char *sp = getenv("FAKE_NVML_ENERGY_SPIN_US");
+    spin_us = sp ? atol(sp) : 0;
     if (count < 0 || count > MAXDEV)
         count = 1;
     if (is("initfail"))
@@ -121,6 +127,13 @@ int nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t d, unsigned long long *mj)
         return 1;
     if (is("jetson") || is("noenergy"))
         return 3;
+    if (spin_us > 0) {
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < spin_us);
+    }
     *mj = 1000000ull + 7ull * calls[d->index][2]++;
     return 0;
 }

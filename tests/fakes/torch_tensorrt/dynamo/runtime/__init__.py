@@ -1,22 +1,15 @@
-"""Stand-in for ``torch_tensorrt.dynamo.runtime``."""
+"""Stand-in for ``torch_tensorrt.dynamo.runtime``: what each release exports."""
 
 from __future__ import annotations
 
-from typing import Any
+from torch_tensorrt import _generation
+from torch_tensorrt.dynamo.runtime._TorchTensorRTModule import TorchTensorRTModule
 
-import tensorrt as trt
-import torch
+__all__ = ["TorchTensorRTModule"]
 
+if _generation.HAS_PYTHON_MODULE:
+    from torch_tensorrt.dynamo.runtime._PythonTorchTensorRTModule import (
+        PythonTorchTensorRTModule,
+    )
 
-class PythonTorchTensorRTModule(torch.nn.Module):
-    """One engine; ``engine`` and ``context`` as in torch-tensorrt 2.4's Python runtime."""
-
-    def __init__(self, engine: trt.ICudaEngine, name: str = "") -> None:
-        super().__init__()
-        self.name = name
-        self.engine = engine
-        self.context = engine.create_execution_context()
-
-    def forward(self, *inputs: Any) -> Any:
-        self.context.execute_async_v3(0)
-        return inputs[0] * 1.0
+    __all__ += ["PythonTorchTensorRTModule"]
