@@ -103,7 +103,7 @@ def run_settings(data: ResultData) -> dict[str, Any]:
                        (_get(env, "clocks", "cpu") or {}).values() if isinstance(c, dict)})
     return {
         "simulated": data.simulated,
-        "sampler_rate_hz": _get(plan, "sampler", "rate_hz"),
+        "sampler_rate_hz": _get(plan, "sampler", "rate_hz") or _get(m, "sampler", "rate_hz"),
         "source": sensor.get("source"),
         "board": sensor.get("board"),
         "jetpack": sensor.get("jetpack"),
