@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("auto", "torch", "tensorrt", "none"), default="auto",
                    help="backend of the smoke test (auto: tensorrt where installed, else torch; "
                    "none: skip it)")
-    p.add_argument("--result-dir", type=Path, default=Path("."), metavar="DIR",
+    p.add_argument("--result-dir", type=Path, default=Path(), metavar="DIR",
                    help="where results would go, for the free-space check (default: here)")
 
 
@@ -274,7 +274,8 @@ def space(result_dir: Path) -> list[Finding]:
     probe = result_dir.absolute()
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
-    for label, where in (("result disk", probe), ("/dev/shm", Path("/dev/shm"))):
+    shm = Path("/dev/shm")  # noqa: S108  (only its free space is read)
+    for label, where in (("result disk", probe), (str(shm), shm)):
         try:
             st = os.statvfs(where)
         except OSError as e:
