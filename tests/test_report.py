@@ -63,7 +63,6 @@ def test_refused_layer_says_so(jp: tuple[Truth, BuildResult]) -> None:
     row = next(r for m in res.report.models for r in m.layers if r.energy.name.endswith("003"))
     assert row.energy.energy_j is None and "no estimate" in row.energy.note
     with (res.out / "layers.csv").open() as f:
-        next(f)
         rec = next(r for r in csv.DictReader(f) if r["layer"].endswith("003"))
     assert rec["energy_uj"] == "" and "no estimate" in rec["note"]
     assert "too few samples" in (res.out / "report.md").read_text()
@@ -124,7 +123,8 @@ def test_original_layout(orig: tuple[Truth, BuildResult]) -> None:
 
 
 def test_plots_and_report_files(jp: tuple[Truth, BuildResult]) -> None:
-    """report.md embeds valid, non-empty PNGs, carries the SIMULATED banner; CSVs are versioned."""
+    """report.md embeds valid, non-empty PNGs, carries the SIMULATED banner; CSVs are plain (a
+    header row first, a simulated column) and their versions are in the JSON sidecar."""
     out = jp[1].out
     pngs = sorted((out / "plots").glob("*.png"))
     names = {p.name for p in pngs}
@@ -134,13 +134,15 @@ def test_plots_and_report_files(jp: tuple[Truth, BuildResult]) -> None:
         assert p.stat().st_size > 1000 and p.read_bytes()[:8] == PNG
         assert f"plots/{p.name}" in md
     assert md.count("SIMULATED DATA") >= 2
-    for name, first in (("models.csv", "# jetpower-report-models v1"),
-                        ("layers.csv", "# jetpower-report-layers v1")):  # fmt: skip
+    sidecar = json.loads((out / "jetpower_report.json").read_text())
+    for name, fmt in (("models.csv", "jetpower.report-models"),
+                      ("layers.csv", "jetpower.report-layers")):  # fmt: skip
         lines = (out / name).read_text().splitlines()
-        assert lines[0] == first
+        assert lines[0].startswith(("model,", "model\t")) and lines[0].endswith(",simulated")
+        assert sidecar["tables"][name]["format"] == fmt
     with (out / "models.csv").open() as f:
-        next(f)
         rows = list(csv.DictReader(f))
+    assert {r["simulated"] for r in rows} == {"true"}
     assert [r["model"] for r in rows] == ["tinynet", "smallnet", "broken"]
     assert float(rows[0]["energy_per_inference_mj"]) > 0
 

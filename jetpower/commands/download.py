@@ -10,7 +10,6 @@ import argparse
 from pathlib import Path
 
 from jetpower.commands.upload import EPILOG
-from jetpower.log import configure_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from jetpower.upload import download_result
 
-    configure_logging()
     download_result(
         args.repo,
         args.dest,

@@ -6,14 +6,15 @@ import argparse
 import asyncio
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 from jetpower.acquire.recorder import sensor_source
 from jetpower.errors import UsageError
-from jetpower.log import configure_logging
 from jetpower.sensors import SOURCES
+
+#: stdout carries the result; the log goes to stderr (console on a terminal, else JSON lines)
+LOG_STREAM = "stderr"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,7 +68,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--seconds {args.seconds:g}: expected more than 0 and at most 60")
     if not args.simulate and not args.root.is_dir():
         raise UsageError(f"--root {str(args.root)!r} does not exist or is not a directory")
-    configure_logging(json_lines=True, stream=sys.stderr)
     result = asyncio.run(_probe(args))
     print(json.dumps(result, indent=2) if args.json else _human(result))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from jetpower.errors import UsageError
@@ -38,4 +39,9 @@ def run(args: argparse.Namespace) -> int:
         "report_written", out=str(res.out), models=len(res.report.models),
         simulated=res.report.data.simulated, seconds=round(res.seconds["total"], 3),
     )  # fmt: skip
+    if sys.stdout.isatty():  # a person: the summary table; a pipe gets the JSON lines only
+        from jetpower.report.numbers import report_numbers
+        from jetpower.report.summary import print_summary
+
+        print_summary(report_numbers(res.report), res.out)
     return 0

@@ -1,4 +1,10 @@
-"""``jetpower run PLAN``: the campaign, unattended; status as JSON lines on stdout."""
+"""``jetpower run PLAN``: the campaign, unattended; status as JSON lines on stdout.
+
+Before anything is written, the plan and the machine are checked (``campaign/preflight.py``):
+every problem at once, exit status 2, nothing created. On a terminal a live panel (phase, model
+i/N, runs, ETA, power, sampler health) sits under the console lines; piped, stdout is the JSON
+lines only.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,8 @@ import sys
 from pathlib import Path
 
 from jetpower.errors import UsageError
-from jetpower.log import configure_logging
-from jetpower.plan import load_plan
+from jetpower.log import is_console, log_stream
+from jetpower.plan import Plan, load_plan
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,14 +30,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="filesystem root holding sys/ (for testing with a fake tree)")
     p.add_argument("--console", action="store_true",
                    help="human-readable log on stdout even when it is not a terminal")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a plan key (repeatable), e.g. benchmark.runs=100; "
+                   "recorded in the manifest")
 
 
-async def _main(campaign_args: argparse.Namespace, caught: list[int]) -> int:
+def _plan(args: argparse.Namespace) -> Plan:
+    """The plan as it will run (overrides, --result-dir), preflight passed."""
+    from jetpower.campaign.preflight import preflight
+
+    plan = load_plan(args.plan, tuple(args.overrides))
+    if args.result_dir is not None:
+        plan = plan.with_result_dir(args.result_dir)
+    preflight(plan, root=args.root, run=True, resume=args.resume)
+    return plan
+
+
+async def _main(plan: Plan, campaign_args: argparse.Namespace, caught: list[int]) -> int:
     from jetpower.campaign.supervisor import Campaign
 
-    plan = load_plan(campaign_args.plan)
-    if campaign_args.result_dir is not None:
-        plan = plan.with_result_dir(campaign_args.result_dir)
     campaign = Campaign(plan, resume=campaign_args.resume, root=campaign_args.root)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -53,13 +70,17 @@ async def _main(campaign_args: argparse.Namespace, caught: list[int]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.plan.is_file():
-        raise UsageError(f"plan file {str(args.plan)!r} does not exist")
     if not args.root.is_dir():
         raise UsageError(f"--root {str(args.root)!r} does not exist or is not a directory")
-    configure_logging(json_lines=None if args.console is False else False)
+    plan = _plan(args)
     caught: list[int] = []
-    code = asyncio.run(_main(args, caught))
+    if is_console() and log_stream().isatty():
+        from jetpower.campaign.progress import LiveStatus
+
+        with LiveStatus(plan):
+            code = asyncio.run(_main(plan, args, caught))
+    else:
+        code = asyncio.run(_main(plan, args, caught))
     if caught:
         # Interrupted: everything is flushed; let the shell see the signal that stopped us.
         sys.stdout.flush()

@@ -12,18 +12,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jetpower._fs import atomic_write_json, prepare_new_dir
+from jetpower._fs import atomic_write_json, check_creatable, prepare_new_dir
 from jetpower.acquire.decode import Decoder
 from jetpower.acquire.power_log import PowerLogSink
 from jetpower.acquire.process import DEFAULT_CAPACITY
 from jetpower.acquire.recorder import WindowSink, sensor_source
 from jetpower.acquire.session import ring_directory, session
 from jetpower.errors import UsageError
-from jetpower.log import configure_logging, get_logger
+from jetpower.log import get_logger
 from jetpower.sensors import SOURCES
 from jetpower.timebase import monotonic_ns
 
 MAX_RATE_HZ = 100_000
+
+#: stdout carries the result; the log goes to stderr (console on a terminal, else JSON lines)
+LOG_STREAM = "stderr"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,7 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help="ring capacity, records")
     p.add_argument("--seconds", type=float, default=None, help="sample for this long")
     p.add_argument("--out", type=Path, required=True, help="new or empty output directory")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON object (the command's stdout then goes "
+                   "to stderr, so stdout stays parseable)")
     p.add_argument(
         "cmd",
         nargs=argparse.REMAINDER,
@@ -83,7 +88,25 @@ def _check(args: argparse.Namespace) -> list[str]:
         raise UsageError(f"--cpu {args.cpu}: expected one of {sorted(os.sched_getaffinity(0))}")
     if not args.simulate and not args.root.is_dir():
         raise UsageError(f"--root {str(args.root)!r} does not exist or is not a directory")
+    if cmd and shutil.which(cmd[0]) is None:
+        raise UsageError(f"command not found: {cmd[0]!r} (nothing was started or written)")
+    _check_out(args.out)
     return cmd
+
+
+def _check_out(out: Path) -> None:
+    """--out must be a new or empty directory we may create, on storage: checked, not created."""
+    real = Path(os.path.realpath(out))
+    for pseudo in ("/proc", "/sys", "/dev"):
+        if real == Path(pseudo) or Path(pseudo) in real.parents:
+            raise UsageError(f"--out {str(out)!r} is under {pseudo}, which is not storage")
+    if out.exists():
+        if not out.is_dir():
+            raise UsageError(f"--out {str(out)!r} exists and is not a directory")
+        if any(out.iterdir()):
+            raise UsageError(f"--out {str(out)!r} is not empty; jetpower never overwrites data: "
+                             "choose a new directory")
+    check_creatable(out, "--out directory")
 
 
 async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, Any], int]:
@@ -114,7 +137,7 @@ async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, A
                 s.recorder.sinks += [window, plog]
                 try:
                     if cmd:
-                        status = await _run_command(cmd)
+                        status = await _run_command(cmd, quiet_stdout=args.json)
                     else:
                         await asyncio.sleep(args.seconds)
                 finally:
@@ -156,11 +179,11 @@ async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, A
     return summary, status
 
 
-async def _run_command(cmd: list[str]) -> int:
-    if shutil.which(cmd[0]) is None and not Path(cmd[0]).exists():
-        raise UsageError(f"command not found: {cmd[0]!r}")
-    # The command keeps the terminal (stdin, stdout, stderr) and our process group.
-    proc = await asyncio.create_subprocess_exec(*cmd)
+async def _run_command(cmd: list[str], *, quiet_stdout: bool) -> int:
+    # The command keeps the terminal (stdin, stderr) and our process group; with --json its
+    # stdout goes to our stderr, so that our stdout is the one JSON object and nothing else.
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=sys.stderr.fileno() if quiet_stdout else None)
     try:
         return await proc.wait()
     except asyncio.CancelledError:
@@ -191,7 +214,6 @@ def _human(s: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cmd = _check(args)
-    configure_logging(json_lines=True, stream=sys.stderr)
     summary, status = asyncio.run(_sample(args, cmd))
     if args.json:
         keys = (

@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jetpower.log import configure_logging
-
 EPILOG = (
     "environment: DAGSHUB_USER_TOKEN (required), DAGSHUB_CLIENT_HOST (default "
     "https://dagshub.com). Needs the DagsHub client: pip install 'jetpower[upload]'."
@@ -41,7 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from jetpower.upload import upload_result
 
-    configure_logging()
     upload_result(
         args.result_dir,
         args.repo,

@@ -1,7 +1,10 @@
 """``jetpower validate PLAN``: check a plan and print what it would do, without running anything.
 
-Exit status 0 when the plan is valid; 2 (through :class:`~jetpower.errors.PlanError`) with every
-problem listed when it is not. ``--json`` prints the resolved plan instead of the summary.
+Exit status 0 when the plan is valid and this machine can run it; 2 (through
+:class:`~jetpower.errors.PlanError`) with every problem listed when not: the plan's keys, then the
+preflight (``campaign/preflight.py``: sensor and rails, CPU, models and packages in the worker's
+interpreter, devices, free space). ``--offline`` checks the plan alone (a plan written on a laptop
+for a board). ``--json`` prints the resolved plan instead of the summary.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from jetpower.errors import UsageError
 from jetpower.plan import ModelPlan, Plan, load_plan
 from jetpower.plan._estimate import NOTE, hms
 
@@ -20,10 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print the resolved plan as JSON instead of a summary"
     )
+    parser.add_argument("--offline", action="store_true",
+                        help="check the plan only, not this machine (sensor, models, devices)")
+    parser.add_argument("--root", type=Path, default=Path("/"),
+                        help="filesystem root holding sys/ (for testing with a fake tree)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a plan key, e.g. sampler.rate_hz=500")
 
 
 def run(args: argparse.Namespace) -> int:
-    plan = load_plan(args.plan)
+    from jetpower.campaign.preflight import preflight
+
+    if not args.offline and not args.root.is_dir():
+        raise UsageError(f"--root {str(args.root)!r} does not exist or is not a directory")
+    plan = load_plan(args.plan, tuple(args.overrides))
+    preflight(plan, root=args.root, offline=args.offline)
     if args.json:
         data = plan.to_dict()
         data["estimated_seconds"] = round(plan.estimated_seconds(), 1)

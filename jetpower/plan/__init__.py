@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,6 +61,8 @@ __all__ = [
 
 FORMAT = "jetpower.plan"
 VERSION = 1
+#: the largest plan file read (a plan is a few kB; this refuses /dev/zero and runaway files)
+MAX_PLAN_BYTES = 1 << 20
 
 #: the models of the original experiment, in its order
 ORIGINAL_MODELS = (
@@ -177,6 +181,8 @@ class Plan:
     text: str = field(default="", repr=False, compare=False)
     #: where the plan came from (a path, or "<string>")
     source: str = "<string>"
+    #: ``--set key=value`` overrides applied over the file, as given (recorded in the manifest)
+    overrides: tuple[str, ...] = ()
 
     @property
     def result_dir(self) -> Path:
@@ -190,8 +196,10 @@ class Plan:
         """The resolved plan as plain JSON-able data (for the manifest and ``validate --json``)."""
         out: dict[str, Any] = {"format": FORMAT, "version": VERSION, "source": self.source}
         for f in dataclasses.fields(self):
-            if f.name not in ("text", "source"):
+            if f.name not in ("text", "source", "overrides"):
                 out[f.name] = _plain(getattr(self, f.name))
+        if self.overrides:
+            out["overrides"] = list(self.overrides)
         return out
 
     def model_seconds(self, model: ModelPlan) -> float:
@@ -232,35 +240,99 @@ def _plain(value: Any) -> Any:
 # -- loading --------------------------------------------------------------------------------------
 
 
-def load_plan(path: Path | str) -> Plan:
-    """Read and check the plan file at ``path``; raise PlanError listing every problem."""
-    path = Path(path)
+def _read_plan_file(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_PLAN_BYTES; anything else is refused unread."""
     try:
-        raw = path.read_bytes()
+        st = path.stat()
     except FileNotFoundError as e:
         raise PlanError(f"{path}: no such plan file") from e
-    except IsADirectoryError as e:
-        raise PlanError(f"{path}: is a directory, not a plan file") from e
     except OSError as e:
         raise PlanError(f"{path}: cannot read the plan file: {e.strerror or e}") from e
+    if stat.S_ISDIR(st.st_mode):
+        raise PlanError(f"{path}: is a directory, not a plan file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block, /dev/zero never ends
+        raise PlanError(f"{path}: not a regular file (a FIFO, device or socket); "
+                        "a plan is a TOML file")
+    if st.st_size > MAX_PLAN_BYTES:
+        raise PlanError(f"{path}: {st.st_size} bytes; a plan file is at most "
+                        f"{MAX_PLAN_BYTES} bytes")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat
+                raise PlanError(f"{path}: not a regular file")
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                raw = f.read(MAX_PLAN_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise PlanError(f"{path}: cannot read the plan file: {e.strerror or e}") from e
+    if len(raw) > MAX_PLAN_BYTES:
+        raise PlanError(f"{path}: more than {MAX_PLAN_BYTES} bytes; a plan file is smaller")
+    return raw
+
+
+def load_plan(path: Path | str, overrides: tuple[str, ...] = ()) -> Plan:
+    """Read and check the plan file at ``path``; raise PlanError listing every problem.
+
+    ``overrides`` are ``key=value`` strings (``sampler.rate_hz=500``), applied over the file.
+    """
+    path = Path(path)
+    raw = _read_plan_file(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise PlanError(f"{path}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from e
-    return parse_plan(text, source=str(path), base_dir=path.parent)
+    return parse_plan(text, source=str(path), base_dir=path.parent, overrides=overrides)
 
 
-def parse_plan(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> Plan:
+def parse_plan(text: str, *, source: str = "<string>", base_dir: Path | None = None,
+               overrides: tuple[str, ...] = ()) -> Plan:
     """Check the plan ``text``; relative paths in it are relative to ``base_dir`` (default: cwd)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise PlanError(_toml_problem(source, e)) from e
+    except RecursionError as e:
+        raise PlanError(f"{source}: invalid TOML: nested too deeply") from e
     problems = Problems(source)
-    plan = _build(problems, data, text, source, Path.cwd() if base_dir is None else base_dir)
+    _apply_overrides(problems, data, overrides)
     if problems:
         raise PlanError(problems.messages)
-    return plan
+    try:
+        plan = _build(problems, data, text, source, Path.cwd() if base_dir is None else base_dir)
+    except RecursionError as e:  # a value nested deeper than the checks can walk
+        raise PlanError(f"{source}: a value is nested too deeply") from e
+    if problems:
+        raise PlanError(problems.messages)
+    return dataclasses.replace(plan, overrides=tuple(overrides)) if overrides else plan
+
+
+def _apply_overrides(problems: Problems, data: dict[str, Any], overrides: tuple[str, ...]) -> None:
+    """``section.key=value`` over the parsed file; the value is TOML (bare words are strings)."""
+    for item in overrides:
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not eq or not key or not all(parts):
+            problems.add(f"--set {item}", "expected KEY=VALUE, e.g. sampler.rate_hz=500")
+            continue
+        if parts[0] not in _TOP_KEYS or (len(parts) == 1) != (parts[0] == "models") or (
+                len(parts) > 2):
+            problems.add(f"--set {key}", "expected section.key (e.g. benchmark.runs) or models")
+            continue
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare word: a string
+        if len(parts) == 1:
+            data["models"] = value
+            continue
+        table = data.setdefault(parts[0], {})
+        if not isinstance(table, dict):
+            problems.add(f"--set {key}", f"[{parts[0]}] in the file is not a table")
+            continue
+        table[parts[1]] = value
 
 
 def _toml_problem(source: str, error: Exception) -> str:

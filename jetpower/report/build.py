@@ -1,14 +1,19 @@
 """``build_report``: load, analyse, draw and write a report directory.
 
 Output directory rule: a missing or empty directory is used; a directory holding a previous
-report (``jetpower_report.json``, format ``jetpower.report`` v1) is refreshed: the files that
-report listed are removed, other files are left alone; any other non-empty directory is refused
-(:class:`ResultError`), so a report never overwrites data.
+report (``jetpower_report.json``, format ``jetpower.report`` v1 or v2) is refreshed: the files
+that report listed are removed, other files are left alone; any other non-empty directory is
+refused (:class:`ResultError`), so a report never overwrites data. A directory under /proc, /sys
+or /dev, or one that cannot be created, is refused before anything is read.
+
+``jetpower_report.json`` (v2): ``files``, ``tables`` (each CSV's format and version) and
+``numbers`` (every figure, see :mod:`jetpower.report.numbers`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +21,19 @@ from pathlib import Path
 from jetpower.report._errors import ResultError
 from jetpower.report.analyse import Report, analyse
 from jetpower.report.attribution import MIN_LAYER_SAMPLES
+from jetpower.report.html import render_html
 from jetpower.report.load import load_result
+from jetpower.report.numbers import report_numbers
 from jetpower.report.plots import TOP_N, campaign_trace, idle_histogram, layer_bars
-from jetpower.report.render import render_markdown, write_tables
+from jetpower.report.render import CSV_VERSION, TABLE_FORMATS, render_markdown, write_tables
 
 MARKER = "jetpower_report.json"
 MARKER_FORMAT = "jetpower.report"
-MARKER_VERSION = 1
+MARKER_VERSION = 2  # 2: numbers and tables added
+#: versions of a previous report this one may refresh
+REFRESHABLE = (1, 2)
 PLOTS = "plots"
+HTML = "report.html"
 
 
 @dataclass
@@ -36,8 +46,22 @@ class BuildResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def _check_place(out: Path) -> None:
+    real = Path(os.path.realpath(out))
+    for pseudo in ("/proc", "/sys", "/dev"):
+        if real == Path(pseudo) or Path(pseudo) in real.parents:
+            raise ResultError(f"{out}: is under {pseudo}, which is not storage; choose another "
+                              "--out")
+    probe = out.absolute()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ResultError(f"{out}: cannot be created: {probe} is not a writable directory")
+
+
 def _previous_report(out: Path) -> dict[str, object] | None:
     """None for a missing or empty ``out``; the previous report's marker; else ResultError."""
+    _check_place(out)
     if out.exists() and not out.is_dir():
         raise ResultError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):
@@ -50,7 +74,7 @@ def _previous_report(out: Path) -> dict[str, object] | None:
             raise ResultError(
                 f"{out}: not empty and not a previous jetpower report; choose another --out"
             )
-        if prev.get("version") != MARKER_VERSION:
+        if prev.get("version") not in REFRESHABLE:
             raise ResultError(f"{out}: a report of unknown version {prev.get('version')!r}")
         return prev
     return None
@@ -108,7 +132,7 @@ def build_report(
         images["idle"] = f"{PLOTS}/idle_power_hist.png"
     for mr in rep.models:
         name = f"layers_{_safe(mr.model.name)}.png"
-        if (b := layer_bars(mr, pdir / name, top_n)) is not None:
+        if (b := layer_bars(mr, pdir / name, top_n, simulated=data.simulated)) is not None:
             files.append(b)
             images[mr.model.name] = f"{PLOTS}/{name}"
     t3 = time.perf_counter()
@@ -116,10 +140,15 @@ def build_report(
     md = dest / "report.md"
     md.write_text(render_markdown(rep, images), encoding="utf-8")
     files.append(md)
+    page = dest / HTML
+    page.write_text(render_html(rep, dest, images), encoding="utf-8")
+    files.append(page)
     rel = [str(f.relative_to(dest)) for f in files]
+    tables = {name: {"format": fmt, "version": CSV_VERSION} for name, fmt in TABLE_FORMATS.items()}
     (dest / MARKER).write_text(json.dumps({
         "format": MARKER_FORMAT, "version": MARKER_VERSION, "result_dir": str(root.resolve()),
-        "simulated": data.simulated, "files": rel}, indent=1), encoding="utf-8")  # fmt: skip
+        "simulated": data.simulated, "files": rel, "tables": tables,
+        "numbers": report_numbers(rep)}, indent=1), encoding="utf-8")  # fmt: skip
     t4 = time.perf_counter()
     secs.update(load=t1 - t0, attribute=t2 - t1, plot=t3 - t2, write=t4 - t3, total=t4 - t0)
     return BuildResult(rep, dest, files, secs)

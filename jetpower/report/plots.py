@@ -1,4 +1,9 @@
-"""PNG figures, drawn headless with matplotlib's Agg canvas (no pyplot, no display)."""
+"""PNG figures, drawn headless with matplotlib's Agg canvas (no pyplot, no display).
+
+A figure of a run on the simulated source carries a large "SIMULATED" mark across it and in its
+title, every one of them: a plot copied out of the report still says its numbers are not
+measurements.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,15 @@ TOP_N = 30
 _PHASE_COLOURS = {"idle": "#999999", "cooldown": "#9ecae1"}
 
 
-def _save(fig: Figure, path: Path) -> Path:
+SIMULATED_MARK = "SIMULATED"
+
+
+def _save(fig: Figure, path: Path, simulated: bool) -> Path:
+    if simulated:
+        fig.text(0.5, 0.5, SIMULATED_MARK, fontsize=48, color="#cc0000", alpha=0.18,
+                 ha="center", va="center", rotation=20, weight="bold", zorder=10)
+        fig.text(0.995, 0.005, "SIMULATED DATA: not a measurement", fontsize=8, color="#cc0000",
+                 ha="right", va="bottom")
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=110)
     return path
@@ -84,7 +97,7 @@ def campaign_trace(rep: Report, path: Path) -> Path:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7, frameon=False,
                   ncol=min(8, len(seen) + 3))  # fmt: skip
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, d.simulated)
 
 
 def idle_histogram(rep: Report, path: Path) -> Path | None:
@@ -98,13 +111,15 @@ def idle_histogram(rep: Report, path: Path) -> Path | None:
     ax.axvline(rep.idle.power_w, color="C3", label=f"mean {rep.idle.power_w:.3f} W")
     ax.set_xlabel("idle power (W)")
     ax.set_ylabel("samples")
-    ax.set_title(f"Idle power, {s.size} samples")
+    ax.set_title(f"Idle power, {s.size} samples" + (" (SIMULATED DATA)" if rep.data.simulated
+                                                     else ""))
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, rep.data.simulated)
 
 
-def layer_bars(mr: ModelReport, path: Path, top_n: int = TOP_N) -> Path | None:
+def layer_bars(mr: ModelReport, path: Path, top_n: int = TOP_N, *,
+               simulated: bool = False) -> Path | None:
     """Per-layer energy (with interval) and latency bars for the ``top_n`` slowest layers."""
     if not mr.layers:
         return None
@@ -131,6 +146,7 @@ def layer_bars(mr: ModelReport, path: Path, top_n: int = TOP_N) -> Path | None:
     ax_e.set_yticks(y, [f"{r.index}: {short_label(r.energy.name)}" for r in rows], fontsize=7)
     ax_e.invert_yaxis()
     shown = f"top {n} of {len(mr.layers)} layers by latency" if n < len(mr.layers) else "all layers"
-    fig.suptitle(f"{mr.model.name}: per-layer energy and latency ({shown})")
+    fig.suptitle(f"{mr.model.name}: per-layer energy and latency ({shown})"
+                 + (" (SIMULATED DATA)" if simulated else ""))
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, simulated)

@@ -1,7 +1,9 @@
 """report.md and the CSV tables (``models.csv``, ``layers.csv``) a notebook reads.
 
-The CSVs follow jetpower's file rule: a ``# jetpower-<name> v1`` first line, then a header row.
-Read them with ``pandas.read_csv(path, skiprows=1)``.  Empty cell: no figure (see ``note``).
+Plain CSV: a header row, then the rows (``csv.reader``, ``pandas.read_csv(path)``); the last
+column, ``simulated``, says whether the run used the simulated source. The tables' format and
+version are in the report's JSON sidecar (``jetpower_report.json``, ``tables``), not in the file.
+Empty cell: no figure (see ``note``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from jetpower.report.stats import N_BATCHES
 
 MODELS_CSV = "models.csv"
 LAYERS_CSV = "layers.csv"
-CSV_VERSION = 1
+CSV_VERSION = 2  # 2: no comment line, a simulated column
 
 MODEL_COLUMNS = [
     "model", "status", "reason", "runs", "batch", "timing_window", "timing_start_s",
@@ -67,22 +69,27 @@ def layer_rows(r: ModelReport) -> Iterable[list[str]]:
         ]  # fmt: skip
 
 
-def _write_csv(path: Path, name: str, header: list[str], rows: Iterable[list[str]]) -> Path:
+#: the tables' formats, for the JSON sidecar (the CSVs themselves carry no comment line)
+TABLE_FORMATS = {MODELS_CSV: "jetpower.report-models", LAYERS_CSV: "jetpower.report-layers"}
+
+
+def _write_csv(path: Path, header: list[str], rows: Iterable[list[str]], simulated: bool) -> Path:
+    flag = "true" if simulated else "false"
     with path.open("w", newline="", encoding="utf-8") as f:
-        f.write(f"# jetpower-{name} v{CSV_VERSION}\n")
         w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
+        w.writerow([*header, "simulated"])
+        w.writerows([*row, flag] for row in rows)
     return path
 
 
 def write_tables(rep: Report, out: Path) -> list[Path]:
-    """Write models.csv and layers.csv (all models, a ``model`` column)."""
+    """Write models.csv and layers.csv (all models, a ``model`` column, a ``simulated`` column)."""
+    sim = rep.data.simulated
     return [
-        _write_csv(out / MODELS_CSV, "report-models", MODEL_COLUMNS,
-                   (model_row(r, rep.idle.power_w) for r in rep.models)),
-        _write_csv(out / LAYERS_CSV, "report-layers", LAYER_COLUMNS,
-                   (row for r in rep.models for row in layer_rows(r))),
+        _write_csv(out / MODELS_CSV, MODEL_COLUMNS,
+                   (model_row(r, rep.idle.power_w) for r in rep.models), sim),
+        _write_csv(out / LAYERS_CSV, LAYER_COLUMNS,
+                   (row for r in rep.models for row in layer_rows(r)), sim),
     ]  # fmt: skip
 
 
@@ -227,8 +234,8 @@ def render_markdown(rep: Report, images: dict[str, str], layer_rows_shown: int =
         "INA3221), not the instant power; a layer's figure is therefore pulled toward the power "
         "of its neighbours. Treat per-layer energies as estimates of the run-level power "
         "distribution, not as isolated measurements.")
-    add(f"- Tables: `{MODELS_CSV}`, `{LAYERS_CSV}` (one row per layer, `model` column); read "
-        "with `pandas.read_csv(path, skiprows=1)`.")
+    add(f"- Tables: `{MODELS_CSV}`, `{LAYERS_CSV}` (one row per layer, `model` column, "
+        "`simulated` column); plain CSV: `pandas.read_csv(path)`.")
     if d.simulated:
         add("\n" + BANNER)
     return "\n".join(lines) + "\n"

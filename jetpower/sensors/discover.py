@@ -262,7 +262,8 @@ def discover(root: Path = Path("/"), source: str = "auto") -> SensorSet:
         )
     looked = "; ".join(passed)
     hint = "" if source == "simulated" else (
-        " Use --simulate (or source = \"simulated\" in the plan) to try jetpower without sensors."
+        " To try jetpower without sensors: source = \"simulated\" in a plan, or "
+        "--simulate for probe and sample."
     )
     raise SensorError(f"no power sensor found; looked in: {looked}.{hint}")
 
