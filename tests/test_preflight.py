@@ -68,6 +68,16 @@ def _files(tmp: Path) -> set[str]:
     return {str(p.relative_to(tmp)) for p in tmp.rglob("*")}
 
 
+def test_factory_that_ends_the_check_is_named(tmp_path: Path) -> None:
+    """A factory that ends the process it is called in: preflight says which model it was."""
+    (tmp_path / "quitter.py").write_text("import os\n\ndef build():\n    os._exit(7)\n")
+    plan = _plan(tmp_path, models='["lenet", "quitter:build"]')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    p = subprocess.run([sys.executable, "-m", "jetpower", "validate", str(plan)], env=env,
+                       capture_output=True, text=True, timeout=120, check=False, cwd=REPO)
+    _refused(p, "exit status 7", "models[1]", "quitter:build")
+
+
 @pytest.mark.parametrize("model", ["resnet9000", "resnet-18", "nosuchpkg.mod:factory",
                                    "json:dumps"])
 def test_unknown_model_refused(tmp_path: Path, model: str) -> None:

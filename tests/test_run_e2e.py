@@ -206,8 +206,9 @@ def test_resume_interrupted_run(tmp_path: Path) -> None:
 @pytest.mark.parametrize("plan", sorted([REPO / "plan.toml", *(REPO / "plans").glob("*.toml")]),
                          ids=lambda p: p.name)
 def test_validate_repo_plans(plan: Path) -> None:
-    """Every plan in the repository is valid."""
-    r = jp("validate", str(plan))
+    """Every plan in the repository is valid (as a plan: they are written for boards and GPUs
+    this machine does not have; the machine checks are tests/test_preflight.py's)."""
+    r = jp("validate", "--offline", str(plan))
     assert r.returncode == 0, r.stderr
 
 

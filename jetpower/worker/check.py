@@ -78,6 +78,8 @@ def _resolve(entry: dict[str, Any], where: str, problems: list[str]) -> None:  #
         if not callable(factory):
             problems.append(f"{where}: model {name!r}: {mod_name!r} has no callable {attr!r}")
             return
+        # said first: a factory that ends the process leaves this as the check's last word
+        print(f"calling {where}'s factory {name}", file=sys.stderr, flush=True)
         try:
             model = factory()
         except Exception as e:
