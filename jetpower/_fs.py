@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,3 +86,72 @@ def check_creatable(path: Path, what: str = "directory") -> None:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"cannot create {what} {str(path)!r}: {str(parent)!r} is not writable")
+
+
+OWNER_FILE = "owner.pid"
+
+
+@contextlib.contextmanager
+def owned_temp_dir(prefix: str, parent: str | None = None) -> Iterator[Path]:
+    """A temporary directory that records its owner's pid, removed on leaving the block.
+
+    Before it is made, directories of the same ``prefix`` whose owner is dead (a SIGKILLed
+    run cannot clean up) are removed: see :func:`remove_stale`.
+    """
+    base = Path(parent or tempfile.gettempdir())
+    remove_stale(base, prefix)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=base) as tmp:
+        path = Path(tmp)
+        (path / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+        yield path
+
+
+def remove_stale(base: Path, prefix: str) -> list[Path]:
+    """Remove the directories ``base/prefix*`` whose recorded owner is no longer alive.
+
+    A directory without an owner file is left alone (not ours to judge), and so is one whose
+    owner lives (or whose pid was reused: the start time recorded beside it tells them apart).
+    """
+    removed = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    for d in entries:
+        if not d.name.startswith(prefix) or d.is_symlink() or not d.is_dir():
+            continue
+        try:
+            pid_text, _, started = (d / OWNER_FILE).read_text().strip().partition(" ")
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            continue
+        if _alive(pid, started):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux), or "" where unknown."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError):
+        return ""
+
+
+def _alive(pid: int, started: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = _start_time(pid)
+    if now and started and now != started:
+        return False  # the pid was reused by another process
+    try:  # a zombie is dead: it only waits to be reaped
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiofiles
 
+from jetpower._fs import owned_temp_dir
 from jetpower._process import child
 from jetpower.acquire.decode import Decoder, Reading
 from jetpower.acquire.energy import Integrator
@@ -29,6 +29,8 @@ from jetpower.sensors import SensorSet, discover
 from jetpower.sensors.simulate import create_tree
 
 log = get_logger()
+
+SIM_PREFIX = "jetpower-sim-"
 
 
 @contextlib.asynccontextmanager
@@ -43,8 +45,8 @@ async def sensor_source(
     if source != "simulated":
         yield discover(root, source).select(tuple(rails or ()) or None, tuple(total or ()) or None)
         return
-    with tempfile.TemporaryDirectory(prefix="jetpower-sim-") as tmp:
-        tree = create_tree(Path(tmp))
+    with owned_temp_dir(SIM_PREFIX) as tmp:  # stale trees of dead owners are removed first
+        tree = create_tree(tmp)
         sensor = discover(tree, "simulated").select(
             tuple(rails or ()) or None, tuple(total or ()) or None
         )

@@ -25,8 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jetpower._fs import owned_temp_dir, remove_stale
 from jetpower.acquire.decode import Decoder
-from jetpower.acquire.process import SamplerHandle, ring_bytes, ring_dir_parent, start_sampler
+from jetpower.acquire.process import (
+    SHM,
+    SamplerHandle,
+    ring_bytes,
+    ring_dir_parent,
+    start_sampler,
+)
 from jetpower.acquire.recorder import Recorder
 from jetpower.timebase import Anchor
 
@@ -38,12 +45,21 @@ class Session:
     anchor: Anchor
 
 
+RING_PREFIX = "jetpower-ring-"
+
+
 @contextlib.contextmanager
 def ring_directory(capacity: int, nchan: int) -> Iterator[Path]:
-    """A private temporary directory for ring files, in shared memory where they fit."""
+    """A private temporary directory for ring files, in shared memory where they fit.
+
+    It records its owner's pid; rings left by owners that died without cleaning up (SIGKILL) are
+    removed first, from shared memory and the temporary directory alike (a ring can be GBs).
+    """
     parent = ring_dir_parent(ring_bytes(capacity, nchan))
-    with tempfile.TemporaryDirectory(prefix="jetpower-ring-", dir=parent) as tmp:
-        yield Path(tmp)
+    for place in {SHM, tempfile.gettempdir()} - {parent or tempfile.gettempdir()}:
+        remove_stale(Path(place), RING_PREFIX)
+    with owned_temp_dir(RING_PREFIX, parent) as tmp:
+        yield tmp
 
 
 @contextlib.asynccontextmanager
