@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -53,6 +54,14 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         if os.getppid() == 1:  # the parent was already gone before prctl took effect
             os.kill(os.getpid(), sig)
+
+
+def _die_with(parent: int) -> None:
+    """In a forked child before exec: SIGTERM when ``parent`` dies (or is already gone)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(128 + signal.SIGTERM)
 
 
 async def _pump_stderr(stream: asyncio.StreamReader, name: str) -> None:
@@ -114,19 +123,25 @@ async def child(
     secrets: bool = False,
     new_session: bool = True,
     stderr_pipe: bool = True,
+    stdin: int | None = asyncio.subprocess.DEVNULL,
+    die_with_us: bool = False,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """Run ``argv`` as a child owned by this context; it never outlives the block.
 
     ``env`` (default: ours) loses :data:`SECRET_ENV` unless ``secrets``.  ``new_session``: its
     own process group (a Ctrl-C at the terminal reaches us only).  ``stderr_pipe``: its stderr
-    goes to the log; otherwise it shares ours (a user's command).
+    goes to the log; otherwise it shares ours (a user's command).  ``die_with_us``: the kernel
+    SIGTERMs it when we die, for a program that does not ask for it itself (jetpower's own
+    children call :func:`die_with_parent` first thing).
     """
     kwargs: dict[str, Any] = {}
     if pass_fds:
         kwargs["pass_fds"] = tuple(pass_fds)
+    if die_with_us:
+        kwargs["preexec_fn"] = functools.partial(_die_with, os.getpid())
     proc = await asyncio.create_subprocess_exec(
         *argv,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=stdin,
         stdout=stdout,
         stderr=asyncio.subprocess.PIPE if stderr_pipe else None,
         env=env if secrets else child_env(env),
