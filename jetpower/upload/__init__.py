@@ -280,13 +280,36 @@ def _load_client() -> ModuleType:
 
 
 def _token(dg: ModuleType) -> Secret:
-    secret: Secret = dg.Secret(os.environ.get(TOKEN_ENV, "").strip())
+    raw = os.environ.get(TOKEN_ENV, "")
+    _refuse_unprintable(raw.strip(" "))
+    secret: Secret = dg.Secret(raw.strip(" "))
     if not secret:
         raise UploadError(
             f"{TOKEN_ENV} is not set: create a token in your DagsHub user settings (Tokens) and "
             f"export it as {TOKEN_ENV} (in a container: docker run -e {TOKEN_ENV} ...)"
         )
     return secret
+
+
+_CHAR_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\0": "a NUL"}
+
+
+def _refuse_unprintable(token: str) -> None:
+    """Refuse, before it is used, a token with characters a header cannot carry verbatim.
+
+    A newline (a token pasted from a file, ``$(cat token)`` of a file with two lines) would be
+    escaped by the HTTP client in its errors (``\\n``), and the escaped form slips past the
+    redaction of the token.  The message names the kinds of character and their count, never
+    the token nor any part of it.
+    """
+    bad = [c for c in token if not (c.isascii() and c.isprintable()) or c.isspace()]
+    if not bad:
+        return
+    kinds = sorted({_CHAR_NAMES.get(c, "a control or non-ASCII character") for c in bad})
+    raise UploadError(
+        f"{TOKEN_ENV} holds {len(bad)} character(s) a token cannot contain ({', '.join(kinds)}); "
+        "it was not used, and is not shown: set it again to the token alone, on one line"
+    )
 
 
 def _host(host: str | None) -> str:

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import logging
+import urllib.parse
 from collections.abc import Callable, Generator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -65,8 +67,15 @@ class Secret:
         return self._value
 
     def redact(self, text: str) -> str:
-        """``text`` with every occurrence of the token replaced by ``***``."""
-        return text.replace(self._value, "***") if self._value else text
+        """``text`` with every occurrence of the token replaced by ``***``: as it is, and as
+        ``repr``, JSON and URL quoting spell it (a client's error may show any of them)."""
+        if not self._value:
+            return text
+        forms = {self._value, repr(self._value)[1:-1], json.dumps(self._value)[1:-1],
+                 urllib.parse.quote(self._value, safe="")}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "***")
+        return text
 
     def __bool__(self) -> bool:
         return bool(self._value)
