@@ -112,7 +112,7 @@ def remove_stale(base: Path, prefix: str) -> list[Path]:
     A directory without an owner file is left alone (not ours to judge), and so is one whose
     owner lives (or whose pid was reused: the start time recorded beside it tells them apart).
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(base.iterdir())
     except OSError:
@@ -155,3 +155,90 @@ def _alive(pid: int, started: str) -> bool:
     except (OSError, IndexError):
         return True
     return state != "Z"
+
+
+LOCK_FILE = ".jetpower.lock"
+
+
+class DirLock:
+    """An exclusive ``flock`` on ``<directory>/.jetpower.lock`` that records its holder's pid.
+
+    The kernel releases it when the holder dies, however it dies, so a lock file left by a
+    SIGKILLed run never blocks the next one.  The file is removed on release; a taker checks that
+    the file it locked is still the one at the path (another may have removed it meanwhile).
+    """
+
+    def __init__(self, directory: Path, what: str = "directory") -> None:
+        self.path = directory / LOCK_FILE
+        self.what = what
+        self._fd = -1
+
+    def acquire(self) -> DirLock:
+        import fcntl
+
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o644)
+            except OSError as e:
+                raise UsageError(f"cannot lock {self.what} {str(self.path.parent)!r}: "
+                                 f"{self.path.name}: {e.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise UsageError(in_use_message(self.path.parent, holder, self.what)) from None
+            try:
+                same = os.fstat(fd).st_ino == self.path.lstat().st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # locked a file its holder removed as we opened it: take the new one
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {_start_time(os.getpid())}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        os.close(self._fd)
+        self._fd = -1
+
+    def __enter__(self) -> DirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    text = os.pread(fd, 200, 0).decode(errors="replace").split()
+    return text[0] if text and text[0].isdigit() else "unknown"
+
+
+def in_use_message(directory: Path, holder: str, what: str = "directory") -> str:
+    return (f"{what} {str(directory)!r} is in use by another jetpower (pid {holder}, holding "
+            f"its {LOCK_FILE}): wait for it to end, or choose another directory")
+
+
+def lock_holder(directory: Path) -> str | None:
+    """The pid (text) of the live process holding ``directory``'s lock, or None if none does."""
+    import fcntl
+
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(fd)
+        return None
+    finally:
+        os.close(fd)

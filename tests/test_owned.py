@@ -25,6 +25,7 @@ from tests.campaign import (
     Live,
     assert_no_orphans,
     env,
+    jp,
     log_events,
     manifest,
     processes_mentioning,
@@ -274,3 +275,65 @@ def test_model_writing_a_200kb_stderr_line(tmp_path: Path) -> None:
     assert manifest(d)["models"]["loud"]["status"] == "done"
     cut = [e for e in log_events(d) if e["event"] == "child_stderr" and e.get("cut_from_bytes")]
     assert cut and cut[0]["child"] == "worker" and cut[0]["cut_from_bytes"] == 2000 * 100 - 1
+
+
+# -- one jetpower per result directory ---------------------------------------------------------
+
+
+def test_second_run_on_a_live_result_dir_is_refused(tmp_path: Path) -> None:
+    """While a run lives, a second `run` and a `--resume` on its directory are refused (exit 2,
+    naming the holder's pid) and change nothing; once it has ended, `--resume` may take it."""
+    d = tmp_path / "result"
+    plan = write_plan(tmp_path, ['{name = "hang_models:hangs", timeout_seconds = 60}'],
+                      idle=0.3, cooldown=0.1)
+    live = Live(plan, d)
+    try:
+        live.wait_event("model_started")
+        before = {p: p.stat().st_mtime_ns for p in d.rglob("*") if p.is_file()
+                  and p.suffix not in {".csv", ".jsonl", ".log"}}
+        for extra in ((), ("--resume",)):
+            r = jp("run", str(plan), "--result-dir", str(d), *extra, timeout=60)
+            assert r.returncode == 2, (extra, r.stderr)
+            assert f"in use by another jetpower (pid {live.proc.pid}" in r.stderr, r.stderr
+            assert "Traceback" not in r.stderr
+        assert not list(tmp_path.glob("result/*.attempt-*")), "the second run moved work aside"
+        assert {p: p.stat().st_mtime_ns for p in before} == before
+        live.proc.send_signal(signal.SIGTERM)
+        assert live.finish(timeout=15) == -signal.SIGTERM, live.stderr
+    finally:
+        live.kill()
+    assert_no_orphans(live)
+    assert not (d / ".jetpower.lock").exists()
+    again = Live(write_plan(tmp_path, ["lenet"], idle=0.3, cooldown=0.1), d, "--resume")
+    try:
+        again.wait_event("run_started")
+        assert f"{again.proc.pid} " in (d / ".jetpower.lock").read_text()
+        again.proc.send_signal(signal.SIGTERM)
+        again.finish(timeout=15)
+    finally:
+        again.kill()
+
+
+def test_lock_of_a_sigkilled_holder_is_free() -> None:
+    """The kernel frees the lock of a holder that was SIGKILLed: the next taker gets it."""
+    from jetpower._fs import DirLock, lock_holder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        code = ("import sys, time; from pathlib import Path; from jetpower._fs import DirLock; "
+                f"DirLock(Path({tmp!r})).acquire(); print('held', flush=True); time.sleep(60)")
+        holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                  text=True, env=env(), cwd=REPO)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            assert lock_holder(d) == str(holder.pid)
+            with pytest.raises(Exception, match=f"pid {holder.pid}"):
+                DirLock(d).acquire()
+            holder.kill()
+            holder.wait(5)
+        finally:
+            holder.kill()
+        assert lock_holder(d) is None
+        with DirLock(d):
+            assert (d / ".jetpower.lock").read_text().split()[0] == str(os.getpid())
+        assert not (d / ".jetpower.lock").exists()

@@ -459,3 +459,25 @@ def test_redaction_covers_escaped_spellings() -> None:
     text = f"{token} {token!r} {json.dumps(token)} {urllib.parse.quote(token, safe='')}"
     red = s.redact(text)
     assert "ab" not in red and "d/e" not in red and "d%2Fe" not in red, red
+
+
+def test_upload_follows_no_symlink_out_of_the_result_dir(
+    server: FakeDagsHub, result_dir: Path, tmp_path: Path, logs: tuple[io.StringIO, Path],
+) -> None:
+    """Planted links to a file and a directory outside the result directory are skipped (with a
+    warning naming them); their contents are never sent; the run's lock file is not data."""
+    data = _tree(result_dir)
+    outside = tmp_path / "private"
+    outside.mkdir()
+    secret_text = b"outside-" + secrets.token_hex(8).encode()
+    (outside / "key.txt").write_bytes(secret_text)
+    (result_dir / "resnet18" / "stolen.txt").symlink_to(outside / "key.txt")
+    (result_dir / "linked_dir").symlink_to(outside, target_is_directory=True)
+    (result_dir / ".jetpower.lock").write_text("1 2\n")
+    summary = upload.upload_result(result_dir, REPO, sleep=_no_sleep)
+    sent = server.repos[REPO].branches["main"]
+    assert all(secret_text not in v for v in sent.values())
+    assert sorted(k.split("/", 1)[1] for k in sent) == sorted(data)
+    assert summary.files == len(data)
+    warned = logs[0].getvalue()
+    assert "upload_symlink_skipped" in warned and "stolen.txt" in warned

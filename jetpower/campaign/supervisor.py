@@ -18,7 +18,14 @@ from typing import Any
 import structlog
 
 from jetpower._compat import TaskGroup
-from jetpower._fs import atomic_write_json, first_free, prepare_new_dir
+from jetpower._fs import (
+    DirLock,
+    atomic_write_json,
+    first_free,
+    in_use_message,
+    lock_holder,
+    prepare_new_dir,
+)
 from jetpower.acquire.decode import Decoder
 from jetpower.acquire.energy import METHOD as WINDOW_METHOD
 from jetpower.acquire.energy import read_segment, window_energies
@@ -94,21 +101,30 @@ class Campaign:
             from jetpower.upload import check_access
 
             check_access(str(plan.upload.repo))  # before anything is measured or written
-        manifest = self._open_result_dir()
-        log_to_file(self.result_dir / LOG_NAME)
-        structlog.contextvars.bind_contextvars(run=plan.run.name)
-        try:
-            return await self._run(manifest)
-        finally:
-            structlog.contextvars.unbind_contextvars("run")
-            log_to_file(None)
+        # one jetpower per result directory: held for the whole run (the kernel frees it on death)
+        with self._lock_result_dir():
+            manifest = self._open_result_dir()
+            log_to_file(self.result_dir / LOG_NAME)
+            structlog.contextvars.bind_contextvars(run=plan.run.name)
+            try:
+                return await self._run(manifest)
+            finally:
+                structlog.contextvars.unbind_contextvars("run")
+                log_to_file(None)
+
+    def _lock_result_dir(self) -> DirLock:
+        what = "result directory"
+        if not self.resume:
+            if self.result_dir.is_dir() and (holder := lock_holder(self.result_dir)):
+                raise UsageError(in_use_message(self.result_dir, holder, what))
+            prepare_new_dir(self.result_dir, what)
+        elif not self.result_dir.is_dir():
+            raise UsageError(f"--resume: result directory {str(self.result_dir)!r} does not exist")
+        return DirLock(self.result_dir, what)
 
     def _open_result_dir(self) -> Manifest:
         if not self.resume:
-            prepare_new_dir(self.result_dir, "result directory")
             return Manifest.new(self.result_dir, plan=self.plan.to_dict(), plan_text=self.plan.text)
-        if not self.result_dir.is_dir():
-            raise UsageError(f"--resume: result directory {str(self.result_dir)!r} does not exist")
         m = Manifest.load(self.result_dir)
         if m.data.get("status") == "complete":
             raise UsageError(f"{str(self.result_dir)!r} holds a complete run: nothing to resume")

@@ -18,6 +18,7 @@ import os
 import posixpath
 import shlex
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
+from jetpower._fs import LOCK_FILE
 from jetpower.errors import UploadError, UsageError
 from jetpower.log import get_logger
 
@@ -349,12 +351,29 @@ def _relative(path: str, remote: str) -> str:
 
 
 def _local_files(root: Path) -> list[tuple[str, Path, int]]:
-    """(path relative to ``root`` in POSIX form, path, size) of every regular file, sorted."""
+    """(path relative to ``root`` in POSIX form, path, size) of every regular file, sorted.
+
+    Symbolic links are never followed (a link could send a file from outside the result
+    directory): each one is skipped with a warning.  The run's lock file is not data.
+    """
     found = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            found.append((path.relative_to(root).as_posix(), path, path.stat().st_size))
-    return found
+    skipped = []
+    for top, dirs, names in os.walk(root, followlinks=False):
+        here = Path(top)
+        for name in [*dirs, *names]:
+            path = here / name
+            if path.is_symlink():
+                skipped.append(path.relative_to(root).as_posix())
+        for name in names:
+            path = here / name
+            st = path.lstat()
+            if not stat.S_ISREG(st.st_mode) or (here == root and name == LOCK_FILE):
+                continue
+            found.append((path.relative_to(root).as_posix(), path, st.st_size))
+    for rel in sorted(skipped):
+        get_logger().warning("upload_symlink_skipped", path=rel,
+                             reason="symbolic links are not followed out of the result directory")
+    return sorted(found)
 
 
 def _batches(files: list[tuple[str, Path, int]]) -> Iterator[list[tuple[str, Path, int]]]:

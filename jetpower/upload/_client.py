@@ -28,6 +28,7 @@ import enum
 import functools
 import json
 import logging
+import os
 import urllib.parse
 from collections.abc import Callable, Generator, Sequence
 from contextlib import ExitStack
@@ -53,6 +54,11 @@ _TRANSIENT_STATUS = frozenset({408, 425, 429})
 # stdout carries our JSON log lines. Analytics would fetch a token through the token cache.
 _vendor_config.quiet = True
 _vendor_config.disable_analytics = True
+
+
+def _open_nofollow(path: Path) -> BinaryIO:
+    """``path`` opened for reading, refusing a symbolic link (one planted after the listing)."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
 
 
 class Secret:
@@ -229,7 +235,7 @@ class Session:
         def send() -> None:
             with ExitStack() as stack:
                 handles: list[tuple[str, BinaryIO]] = [
-                    (remote, stack.enter_context(local.open("rb"))) for remote, local in files
+                    (remote, stack.enter_context(_open_nofollow(local))) for remote, local in files
                 ]
                 put(
                     repo,
