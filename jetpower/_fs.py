@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from jetpower.errors import UsageError
+from jetpower.errors import UsageError, storage_error
 
 
 @contextlib.contextmanager
@@ -22,17 +22,22 @@ def atomic_text(path: Path) -> Iterator[IO[str]]:
     On an exception the temporary file is removed and ``path`` is left as it was, so a reader
     never sees a half-written file under its final name (a SIGKILL leaves only a ``.*.tmp``).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise (storage_error(e, path) or e) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and (err := storage_error(e, path)) is not None:
+            raise err from None  # a full or read-only disk: one line, the path and the error
         raise
 
 
@@ -168,10 +173,12 @@ class DirLock:
     the file it locked is still the one at the path (another may have removed it meanwhile).
     """
 
-    def __init__(self, directory: Path, what: str = "directory") -> None:
+    def __init__(self, directory: Path, what: str = "directory", *, reserve: int = 0) -> None:
         self.path = directory / LOCK_FILE
         self.what = what
+        self.reserve = reserve
         self._fd = -1
+        self._head = 0
 
     def acquire(self) -> DirLock:
         import fcntl
@@ -181,6 +188,8 @@ class DirLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                              0o644)
             except OSError as e:
+                if (err := storage_error(e, self.path)) is not None:
+                    raise err from None
                 raise UsageError(f"cannot lock {self.what} {str(self.path.parent)!r}: "
                                  f"{self.path.name}: {e.strerror}") from None
             try:
@@ -196,10 +205,29 @@ class DirLock:
             if same:
                 break
             os.close(fd)  # locked a file its holder removed as we opened it: take the new one
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {_start_time(os.getpid())}\n".encode(), 0)
-        self._fd = fd
+        head = f"{os.getpid()} {_start_time(os.getpid())}\n".encode()
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, head, 0)
+            if self.reserve:  # room kept for the last words (the manifest) on a full disk
+                with contextlib.suppress(OSError):
+                    os.posix_fallocate(fd, len(head), self.reserve)
+        except OSError as e:
+            os.close(fd)
+            raise (storage_error(e, self.path) or e) from None
+        self._fd, self._head = fd, len(head)
         return self
+
+    def free_reserve(self) -> bool:
+        """Give the reserved room back to the file system; False when there was none."""
+        if self._fd < 0 or not self.reserve:
+            return False
+        self.reserve = 0
+        try:
+            os.ftruncate(self._fd, self._head)
+        except OSError:
+            return False
+        return True
 
     def release(self) -> None:
         if self._fd < 0:

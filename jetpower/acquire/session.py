@@ -35,6 +35,7 @@ from jetpower.acquire.process import (
     start_sampler,
 )
 from jetpower.acquire.recorder import Recorder
+from jetpower.errors import JetpowerError
 from jetpower.timebase import Anchor
 
 
@@ -75,10 +76,20 @@ async def session(decoder: Decoder, ring: Path, samples_csv: Path | None, *, rat
             if sinks is not None:
                 rec.sinks = sinks
             pump = asyncio.ensure_future(rec.run())
+            # the pump failing (a full disk) ends the session's task at once, with its error
+            owner = asyncio.current_task()
+            pump.add_done_callback(lambda f: _stop_owner(f, owner))
             try:
                 yield Session(handle, rec, anchor)
             finally:
                 pump.cancel()
-                await asyncio.gather(pump, return_exceptions=True)
+                failed = (await asyncio.gather(pump, return_exceptions=True))[0]
                 if handle.alive:
                     await handle.stop()
+                if isinstance(failed, JetpowerError):
+                    raise failed from None
+
+
+def _stop_owner(pump: asyncio.Future[None], owner: asyncio.Task[Any] | None) -> None:
+    if owner is not None and not pump.cancelled() and pump.exception() is not None:
+        owner.cancel()
