@@ -53,7 +53,7 @@ def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 4) -> None:
 def first_free(candidate: Callable[[int], Path]) -> Path:
     """``candidate(k)`` for the smallest k >= 1 that does not exist yet (never overwrite)."""
     k = 1
-    while (path := candidate(k)).exists():
+    while os.path.lexists(path := candidate(k)):  # a planted (dangling) link is taken too
         k += 1
     return path
 

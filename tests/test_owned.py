@@ -337,3 +337,46 @@ def test_lock_of_a_sigkilled_holder_is_free() -> None:
         with DirLock(d):
             assert (d / ".jetpower.lock").read_text().split()[0] == str(os.getpid())
         assert not (d / ".jetpower.lock").exists()
+
+
+# -- no symlink followed out of the result directory -------------------------------------------
+
+
+def test_resume_follows_no_planted_symlink(tmp_path: Path) -> None:
+    """--resume over planted links: a run.log.jsonl link is refused (exit 2, nothing written
+    through it); a dangling link where the next samples file would go is passed over (the
+    samples go to the next free name); nothing outside the result directory is written."""
+    d = tmp_path / "result"
+    plan = write_plan(tmp_path, ["lenet"], idle=0.3, cooldown=0.1)
+    live = Live(plan, d)
+    try:
+        live.wait_event("model_started")
+        live.proc.send_signal(signal.SIGTERM)
+        live.finish(timeout=15)
+    finally:
+        live.kill()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    real_log = d / "run.log.jsonl"
+    kept = real_log.read_bytes()
+    real_log.unlink()
+    (outside / "log").write_text("theirs\n")
+    real_log.symlink_to(outside / "log")
+    r = jp("run", str(plan), "--result-dir", str(d), "--resume", timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "symbolic link" in r.stderr and "Traceback" not in r.stderr
+    assert (outside / "log").read_text() == "theirs\n"
+    assert manifest(d)["status"] == "interrupted"
+    real_log.unlink()
+    real_log.write_bytes(kept)
+    (d / "jetpower_samples.resume1.csv").symlink_to(outside / "stolen.csv")
+    again = Live(plan, d, "--resume")
+    try:
+        assert again.finish(timeout=90) == 0, again.stderr
+    finally:
+        again.kill()
+    assert not (outside / "stolen.csv").exists()
+    assert sorted(p.name for p in outside.iterdir()) == ["log"]
+    m = manifest(d)
+    assert "jetpower_samples.resume2.csv" in m["sampler"]["samples_files"]
+    assert "jetpower_samples.resume1.csv" not in m["sampler"]["samples_files"]
