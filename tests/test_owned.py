@@ -342,10 +342,13 @@ def test_lock_of_a_sigkilled_holder_is_free() -> None:
 # -- no symlink followed out of the result directory -------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_follows_no_planted_symlink(tmp_path: Path) -> None:
     """--resume over planted links: a run.log.jsonl link is refused (exit 2, nothing written
     through it); a dangling link where the next samples file would go is passed over (the
-    samples go to the next free name); nothing outside the result directory is written."""
+    samples go to the next free name); nothing outside the result directory is written.  The
+    torn last line of the log and row of the samples file are dropped and said, and `report`
+    reads the resumed result."""
     d = tmp_path / "result"
     plan = write_plan(tmp_path, ["lenet"], idle=0.3, cooldown=0.1)
     live = Live(plan, d)
@@ -368,13 +371,21 @@ def test_resume_follows_no_planted_symlink(tmp_path: Path) -> None:
     assert (outside / "log").read_text() == "theirs\n"
     assert manifest(d)["status"] == "interrupted"
     real_log.unlink()
-    real_log.write_bytes(kept)
+    real_log.write_bytes(kept + b'{"event":"cut sho')  # as a run killed mid-write leaves them
+    with (d / "jetpower_samples.csv").open("a") as f:
+        f.write("123456,78")
     (d / "jetpower_samples.resume1.csv").symlink_to(outside / "stolen.csv")
     again = Live(plan, d, "--resume")
     try:
         assert again.finish(timeout=90) == 0, again.stderr
     finally:
         again.kill()
+    # the torn log line and samples row are dropped and said; the log is JSON lines again
+    assert [e["file"] for e in again.named("samples_torn_row")] == ["jetpower_samples.csv"]
+    assert again.named("log_torn_line_dropped")
+    assert log_events(d)
+    rep = jp("report", str(d), "--out", str(tmp_path / "rep"), timeout=120)
+    assert rep.returncode == 0, rep.stderr
     assert not (outside / "stolen.csv").exists()
     assert sorted(p.name for p in outside.iterdir()) == ["log"]
     m = manifest(d)

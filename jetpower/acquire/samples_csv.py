@@ -124,6 +124,19 @@ class RowFile:
             self._fd = -1
 
 
+def ends_torn(path: Path) -> bool:
+    """Whether ``path`` ends in a cut row (no final newline): its reader will drop that row."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False
+
+
 def _storage(path: Path, e: OSError) -> Exception:
     return storage_error(e, path) or e
 

@@ -31,6 +31,7 @@ from jetpower.acquire.energy import METHOD as WINDOW_METHOD
 from jetpower.acquire.energy import read_segment, window_energies
 from jetpower.acquire.power_log import PowerLogSink
 from jetpower.acquire.recorder import Recorder, WindowSink, sensor_source
+from jetpower.acquire.samples_csv import ends_torn
 from jetpower.acquire.session import ring_directory
 from jetpower.campaign import environment, thermal
 from jetpower.campaign.manifest import Manifest
@@ -112,6 +113,11 @@ class Campaign:
             manifest = self._open_result_dir()
             log_to_file(self.result_dir / LOG_NAME)
             structlog.contextvars.bind_contextvars(run=plan.run.name)
+            for name in self.earlier_samples_files:  # a run stopped mid-write: say what is lost
+                if ends_torn(self.result_dir / name):
+                    log.warning("samples_torn_row", file=name,
+                                reason="its last row was cut short when the run stopped; "
+                                "readers leave it out")
             try:
                 return await self._run(manifest)
             finally:
