@@ -137,7 +137,8 @@ class Integrator:
         if not len(t_ns):
             return
         t = np.asarray(t_ns, dtype=np.int64)
-        p = np.array([np.nan if v is None else v for v in uw], dtype=np.float64)
+        p = uw.astype(np.float64) if isinstance(uw, np.ndarray) else \
+            np.array([np.nan if v is None else v for v in uw], dtype=np.float64)
         if self.start_ns is None:
             self.start_ns = int(t[0])
         start, end = self.start_ns, self.end_ns
