@@ -132,7 +132,8 @@ class Integrator:
     def add(self, t_ns: int, uw: float | None) -> None:
         self.add_many([t_ns], [uw])
 
-    def add_many(self, t_ns: Sequence[int], uw: Sequence[float | None]) -> None:
+    def add_many(self, t_ns: Sequence[int] | npt.NDArray[np.int64],
+                 uw: Sequence[float | None] | F64) -> None:
         """Feed a batch of readings, in time order (one vectorised step per batch)."""
         if not len(t_ns):
             return
