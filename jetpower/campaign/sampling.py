@@ -20,7 +20,7 @@ import numpy as np
 from jetpower._fs import first_free
 from jetpower.acquire.decode import Batch, Decoder, Reading
 from jetpower.acquire.health import Gap, GapWatch
-from jetpower.acquire.process import SamplerHandle, default_cpu
+from jetpower.acquire.process import SamplerHandle
 from jetpower.acquire.recorder import Recorder
 from jetpower.acquire.session import session
 from jetpower.campaign.manifest import Manifest
@@ -121,7 +121,7 @@ class SamplingService:
         """Run the sampler until ``stopping`` is set; replace it if it dies and the plan says so."""
         decoder = self.decoder
         s = self.plan.sampler
-        cpu = default_cpu() if s.cpu == "last" else int(s.cpu)
+        cpu = None if s.cpu == "last" else int(s.cpu)  # None: the last free one
         rate = self.plan.sampler.rate_hz
         while True:
             ring = self.ring_dir / f"sampler-{self.restarts}.ring"
