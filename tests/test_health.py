@@ -198,8 +198,8 @@ def test_second_sampler_on_a_held_cpu(tmp_path: Path) -> None:
 def test_stopped_sampler_fails_the_model(tmp_path: Path) -> None:
     """SIGSTOP of the sampler during a model's timing pass: a warning at once, the gap in the
     manifest with its phase, and the model is not done (on_gap = "fail")."""
-    plan = write_plan(tmp_path, ["lenet"], idle=0.5, cooldown=0.2,
-                      sampler='on_gap = "fail"', benchmark="runs = 400000")
+    plan = write_plan(tmp_path, ['{name = "lenet", runs = 1500}'], idle=0.5, cooldown=0.2,
+                      sampler='on_gap = "fail"')
     d = tmp_path / "r"
     live = Live(plan, d)
     try:
