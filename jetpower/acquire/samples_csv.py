@@ -79,31 +79,54 @@ class Writer:
         return "".join(map(self.row, readings))
 
     def rows_batch(self, b: Batch) -> str:
-        """The rows of a whole batch at once (numpy formats each column; same text as
-        :meth:`row`: integers as they are, powers rounded to whole uW, empty where invalid)."""
-        if not len(b):
+        """The rows of a whole batch at once, formatted in numpy (same text as :meth:`row`:
+        integers as they are, powers rounded to whole uW, half to even, empty where invalid)."""
+        n = len(b)
+        if not n:
             return ""
-        cols = [b.t_ns.astype(str)]
+        cols: list[F64 | I64] = [b.t_ns]
         for k, ((mv, ma, uw), vxi) in enumerate(zip(b.rails, self._vxi)):
             if vxi:
-                cols += [_cells(mv), _cells(ma)]
-            cols.append(_cells(uw))
+                cols += [mv, ma]
+            cols.append(uw)
             if self._has_energy[k]:
                 e = b.energy_uj[k]
-                cols.append(_cells(e) if e is not None else np.full(len(b), "", dtype="<U1"))
-        cols.append(_cells(b.total_uw))
-        table = np.stack(cols, axis=1).tolist()
-        return "\n".join(map(",".join, table)) + "\n"
+                cols.append(e if e is not None else np.full(n, np.nan))
+        cols.append(b.total_uw)
+        return format_int_table(cols)
 
 
-def _cells(a: F64) -> npt.NDArray[np.str_]:
-    """A float column as text cells: rounded to an integer (half to even, as ``format(v,
-    '.0f')``), empty where NaN."""
-    bad = np.isnan(a)
-    text = np.rint(np.where(bad, 0.0, a)).astype(np.int64).astype(str)
-    if bad.any():
-        text = np.where(bad, "", text)
-    return text
+_POW10 = 10 ** np.arange(19, dtype=np.int64)
+
+
+def format_int_table(cols: Sequence[F64 | I64]) -> str:
+    """CSV text of columns of integers (float columns are rounded half to even, NaN is an empty
+    cell), one row per element: every digit is placed by numpy, no Python per row or cell."""
+    n = len(cols[0])
+    blocks, keeps = [], []
+    for c, col in enumerate(cols):
+        if col.dtype.kind == "f":
+            empty = np.isnan(col)
+            x = np.rint(np.where(empty, 0.0, col)).astype(np.int64)
+        else:
+            empty = np.zeros(n, dtype=bool)
+            x = col.astype(np.int64)
+        neg = x < 0
+        v = np.abs(x)
+        nd = np.searchsorted(_POW10, v, side="right").clip(min=1)  # digits of v (0 has one)
+        used = nd + neg
+        width = int(used.max())
+        shifts = _POW10[:width][::-1]  # place values, most significant first
+        digits = (v[:, None] // shifts[None, :] % 10 + 48).astype(np.uint8)
+        pos = np.arange(width)[None, :]
+        first = (width - used)[:, None]
+        digits[(pos == first) & neg[:, None]] = ord("-")
+        keep = (pos >= first) & ~empty[:, None]
+        sep = np.full((n, 1), ord("\n") if c == len(cols) - 1 else ord(","), dtype=np.uint8)
+        blocks += [digits, sep]
+        keeps += [keep, np.ones((n, 1), dtype=bool)]
+    table = np.hstack(blocks)
+    return table[np.hstack(keeps)].tobytes().decode("ascii")
 
 
 @dataclass(frozen=True)
