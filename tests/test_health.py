@@ -21,7 +21,7 @@ from jetpower.acquire.health import GapWatch, StreamHealth, window_health
 from jetpower.acquire.samples_csv import Writer
 from jetpower.sensors import discover
 from jetpower.sensors.simulate import create_tree
-from tests.campaign import Live, manifest, wait_child, write_plan
+from tests.campaign import Live, jp, manifest, wait_child, write_plan
 
 MS = 1_000_000
 
@@ -195,22 +195,29 @@ def test_second_sampler_on_a_held_cpu(tmp_path: Path) -> None:
         first.communicate(timeout=30)
 
 
+def _stop_sampler_during_timing(live: Live) -> None:
+    """SIGSTOP the run's sampler once the worker's timing pass starts, until a stall is seen."""
+    live.wait_event(lambda e: e["event"] == "worker_phase_started"
+                    and e.get("phase") == "timing", timeout=120)
+    sampler = wait_child(live.proc.pid, "jetpower.sampler")
+    os.kill(sampler, signal.SIGSTOP)
+    try:
+        live.wait_event("sampler_stalled", timeout=10)
+        time.sleep(1.0)
+    finally:
+        os.kill(sampler, signal.SIGCONT)
+    live.wait_event("sampler_resumed", timeout=10)
+
+
 def test_stopped_sampler_fails_the_model(tmp_path: Path) -> None:
     """SIGSTOP of the sampler during a model's timing pass: a warning at once, the gap in the
-    manifest with its phase, and the model is not done (on_gap = "fail")."""
-    plan = write_plan(tmp_path, ['{name = "lenet", runs = 1500}'], idle=0.5, cooldown=0.2,
+    manifest with its phase, the model is not done (on_gap = "fail"), and report says so."""
+    plan = write_plan(tmp_path, ['{name = "lenet", runs = 1500, timeout_seconds = 400}'], idle=0.5, cooldown=0.2,
                       sampler='on_gap = "fail"')
     d = tmp_path / "r"
     live = Live(plan, d)
     try:
-        live.wait_event(lambda e: e["event"] == "worker_phase_started"
-                        and e.get("phase") == "timing", timeout=120)
-        sampler = wait_child(live.proc.pid, "jetpower.sampler")
-        os.kill(sampler, signal.SIGSTOP)
-        live.wait_event("sampler_stalled", timeout=10)
-        time.sleep(1.0)
-        os.kill(sampler, signal.SIGCONT)
-        live.wait_event("sampler_resumed", timeout=10)
+        _stop_sampler_during_timing(live)
         code = live.finish(timeout=300)
     finally:
         live.kill()
@@ -218,11 +225,37 @@ def test_stopped_sampler_fails_the_model(tmp_path: Path) -> None:
     lenet = m["models"]["lenet"]
     assert code != 0, live.stderr
     assert lenet["status"] == "failed" and "silent" in lenet["reason"], lenet
+    assert lenet["error_type"] == "SamplerGap"
     assert lenet["sampler_gaps"] and lenet["sampler_gaps"][0]["worker_phase"] == "timing"
     (gap,) = [g for g in m["sampler_gaps"] if g["seconds"] > 1.0]
     assert gap["phase"] == "benchmark" and gap["model"] == "lenet"
     assert gap["start_ns"] < gap["end_ns"]
     bench = [p for p in m["phases"] if p["name"] == "benchmark"]
-    assert bench and bench[0]["flagged"]
+    assert bench and bench[0]["flagged"] and bench[0]["health"]["largest_gap_s"] > 1.0
     stalled = live.named("sampler_stalled")
     assert stalled and stalled[0]["level"] == "warning"
+    r = jp("report", str(d), "--out", str(tmp_path / "rep"))
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "sampler gap of" in text and "during benchmark of lenet" in text
+
+
+def test_stopped_sampler_remeasures_the_model(tmp_path: Path) -> None:
+    """on_gap = "remeasure" (the default): the gapped attempt is kept aside, the model is
+    measured again, and ends done with a gap-free window."""
+    plan = write_plan(tmp_path, ['{name = "lenet", runs = 1500, timeout_seconds = 400}'], idle=0.5, cooldown=0.2)
+    d = tmp_path / "r"
+    live = Live(plan, d)
+    try:
+        _stop_sampler_during_timing(live)
+        code = live.finish(timeout=300)
+    finally:
+        live.kill()
+    assert code == 0, live.stderr
+    m = manifest(d)
+    lenet = m["models"]["lenet"]
+    assert lenet["status"] == "done" and lenet["sampler_gaps"] == []
+    (again,) = live.named("model_remeasured")
+    assert again["level"] == "warning" and "silent" in again["reason"]
+    assert (d / "lenet.attempt-1").is_dir()
+    assert any(g["model"] == "lenet" and g["seconds"] > 1.0 for g in m["sampler_gaps"])

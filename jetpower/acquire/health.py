@@ -120,12 +120,15 @@ class GapWatch:
             self.on_gap(gap)
         return gap
 
-    def within(self, start_ns: int, end_ns: int) -> list[Gap]:
-        """The gaps that overlap ``[start_ns, end_ns]``, with an ongoing stall up to ``end_ns``."""
+    def within(self, start_ns: int, end_ns: int, now_ns: int | None = None) -> list[Gap]:
+        """The gaps that overlap ``[start_ns, end_ns]``; a stall still going on at ``now_ns``
+        (default ``end_ns``) counts as a gap up to then when it began inside the window."""
         found = [g for g in self.gaps if g.overlaps(start_ns, end_ns)]
-        if self.last_ns is not None and end_ns - self.last_ns > self.max_gap_ns \
-                and not any(g.end_ns >= end_ns for g in found):
-            found.append(Gap(self.last_ns, end_ns, open=True))
+        now = end_ns if now_ns is None else now_ns
+        last = self.last_ns
+        if last is not None and last < end_ns and now - last > self.max_gap_ns \
+                and not any(g.start_ns >= last for g in self.gaps):
+            found.append(Gap(last, now, open=True))
         return found
 
 

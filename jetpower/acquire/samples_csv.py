@@ -97,6 +97,8 @@ class Writer:
 
 
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
+#: the four ASCII digits of 0..9999
+_DIGITS4 = np.array([list(f"{i:04d}".encode()) for i in range(10000)], dtype=np.uint8)
 
 
 def format_int_table(cols: Sequence[F64 | I64]) -> str:
@@ -115,9 +117,12 @@ def format_int_table(cols: Sequence[F64 | I64]) -> str:
         v = np.abs(x)
         nd = np.searchsorted(_POW10, v, side="right").clip(min=1)  # digits of v (0 has one)
         used = nd + neg
-        width = int(used.max())
-        shifts = _POW10[:width][::-1]  # place values, most significant first
-        digits = (v[:, None] // shifts[None, :] % 10 + 48).astype(np.uint8)
+        groups = -(-int(used.max()) // 4)  # four digits at a time, from a table
+        width = 4 * groups
+        digits = np.empty((n, width), dtype=np.uint8)
+        for g in range(groups):
+            q = v // _POW10[4 * g] % 10000  # at most 5 groups: 20 characters
+            digits[:, width - 4 * (g + 1):width - 4 * g] = _DIGITS4[q]
         pos = np.arange(width)[None, :]
         first = (width - used)[:, None]
         digits[(pos == first) & neg[:, None]] = ord("-")

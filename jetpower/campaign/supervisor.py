@@ -359,7 +359,7 @@ class Campaign:
         for name, (a, b) in _windows(phases).items():
             if name not in GAP_CHECKED_PHASES:
                 continue
-            for g in self.sampling.watch.within(a, b):
+            for g in self.sampling.watch.within(a, b, monotonic_ns()):
                 found.append({**g.to_dict(), "worker_phase": name})
         return found
 
