@@ -103,35 +103,43 @@ _DIGITS4 = np.array([list(f"{i:04d}".encode()) for i in range(10000)], dtype=np.
 
 def format_int_table(cols: Sequence[F64 | I64]) -> str:
     """CSV text of columns of integers (float columns are rounded half to even, NaN is an empty
-    cell), one row per element: every digit is placed by numpy, no Python per row or cell."""
+    cell), one row per element: every digit is placed by numpy (four at a time, from a table)
+    into one byte matrix, whose kept bytes are the text; no Python per row or cell."""
     n = len(cols[0])
-    blocks, keeps = [], []
-    for c, col in enumerate(cols):
+    prepared = []
+    for col in cols:
         if col.dtype.kind == "f":
             empty = np.isnan(col)
             x = np.rint(np.where(empty, 0.0, col)).astype(np.int64)
         else:
-            empty = np.zeros(n, dtype=bool)
+            empty = None
             x = col.astype(np.int64)
         neg = x < 0
         v = np.abs(x)
-        nd = np.searchsorted(_POW10, v, side="right").clip(min=1)  # digits of v (0 has one)
-        used = nd + neg
-        groups = -(-int(used.max()) // 4)  # four digits at a time, from a table
+        used = np.searchsorted(_POW10, v, side="right").clip(min=1) + neg  # characters
+        groups = -(-int(used.max()) // 4)  # at most 5: int64 has 19 digits and a sign
+        prepared.append((v, neg, used, empty, groups))
+    total = sum(4 * g + 1 for *_, g in prepared)
+    table = np.empty((n, total), dtype=np.uint8)
+    keep = np.ones((n, total), dtype=bool)
+    at = 0
+    for c, (v, neg, used, empty, groups) in enumerate(prepared):
         width = 4 * groups
-        digits = np.empty((n, width), dtype=np.uint8)
         for g in range(groups):
-            q = v // _POW10[4 * g] % 10000  # at most 5 groups: 20 characters
-            digits[:, width - 4 * (g + 1):width - 4 * g] = _DIGITS4[q]
-        pos = np.arange(width)[None, :]
+            lo = at + width - 4 * (g + 1)
+            table[:, lo:lo + 4] = _DIGITS4[v // _POW10[4 * g] % 10000]
+        block = keep[:, at:at + width]
         first = (width - used)[:, None]
-        digits[(pos == first) & neg[:, None]] = ord("-")
-        keep = (pos >= first) & ~empty[:, None]
-        sep = np.full((n, 1), ord("\n") if c == len(cols) - 1 else ord(","), dtype=np.uint8)
-        blocks += [digits, sep]
-        keeps += [keep, np.ones((n, 1), dtype=bool)]
-    table = np.hstack(blocks)
-    return table[np.hstack(keeps)].tobytes().decode("ascii")
+        pos = np.arange(width)[None, :]
+        np.greater_equal(pos, first, out=block)
+        if empty is not None and empty.any():
+            block[empty] = False
+        if neg.any():
+            rows = np.flatnonzero(neg)
+            table[rows, at + width - used[rows]] = ord("-")
+        table[:, at + width] = ord("\n") if c == len(prepared) - 1 else ord(",")
+        at += width + 1
+    return table[keep].tobytes().decode("ascii")
 
 
 @dataclass(frozen=True)
