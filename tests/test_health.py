@@ -195,6 +195,10 @@ def test_second_sampler_on_a_held_cpu(tmp_path: Path) -> None:
         first.communicate(timeout=30)
 
 
+#: a timing pass of a few seconds here (longer on a loaded machine: a generous timeout)
+SLOW_LENET = '{name = "lenet", runs = 1500, timeout_seconds = 400}'
+
+
 def _stop_sampler_during_timing(live: Live) -> None:
     """SIGSTOP the run's sampler once the worker's timing pass starts, until a stall is seen."""
     live.wait_event(lambda e: e["event"] == "worker_phase_started"
@@ -212,7 +216,7 @@ def _stop_sampler_during_timing(live: Live) -> None:
 def test_stopped_sampler_fails_the_model(tmp_path: Path) -> None:
     """SIGSTOP of the sampler during a model's timing pass: a warning at once, the gap in the
     manifest with its phase, the model is not done (on_gap = "fail"), and report says so."""
-    plan = write_plan(tmp_path, ['{name = "lenet", runs = 1500, timeout_seconds = 400}'], idle=0.5, cooldown=0.2,
+    plan = write_plan(tmp_path, [SLOW_LENET], idle=0.5, cooldown=0.2,
                       sampler='on_gap = "fail"')
     d = tmp_path / "r"
     live = Live(plan, d)
@@ -243,7 +247,7 @@ def test_stopped_sampler_fails_the_model(tmp_path: Path) -> None:
 def test_stopped_sampler_remeasures_the_model(tmp_path: Path) -> None:
     """on_gap = "remeasure" (the default): the gapped attempt is kept aside, the model is
     measured again, and ends done with a gap-free window."""
-    plan = write_plan(tmp_path, ['{name = "lenet", runs = 1500, timeout_seconds = 400}'], idle=0.5, cooldown=0.2)
+    plan = write_plan(tmp_path, [SLOW_LENET], idle=0.5, cooldown=0.2)
     d = tmp_path / "r"
     live = Live(plan, d)
     try:
@@ -259,3 +263,32 @@ def test_stopped_sampler_remeasures_the_model(tmp_path: Path) -> None:
     assert again["level"] == "warning" and "silent" in again["reason"]
     assert (d / "lenet.attempt-1").is_dir()
     assert any(g["model"] == "lenet" and g["seconds"] > 1.0 for g in m["sampler_gaps"])
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("max_gap_s = 0.001", r"sampler\.max_gap_s: 0\.001 s is not more than two periods"),
+    ("max_gap_s = -1", r"sampler\.max_gap_s: expected a number"),
+    ('on_gap = "ignore"', r'sampler\.on_gap: expected one of "remeasure", "fail", got "ignore"'),
+    ("min_coverage = 1.5", r"sampler\.min_coverage: expected a number from 0 to 1, got 1\.5"),
+    ("rate_hz = 1e-10", r"sampler\.rate_hz: expected a rate in Hz from 1 to 100000"),
+])
+def test_health_keys_are_checked(tmp_path: Path, extra: str, message: str) -> None:
+    """The health keys are validated before anything runs, naming the key, value, expectation."""
+    from jetpower.errors import PlanError
+    from jetpower.plan import parse_plan
+
+    text = f'models = ["lenet"]\n[run]\nresult_dir = "{tmp_path}"\n[sampler]\n{extra}\n'
+    with pytest.raises(PlanError, match=message):
+        parse_plan(text, base_dir=tmp_path)
+
+
+def test_health_key_defaults(tmp_path: Path) -> None:
+    """Defaults: the gap limit is max(0.5 s, 50 periods), re-measure once, 99 % coverage; the
+    rate range is the C header's."""
+    from jetpower.plan import parse_plan
+
+    text = f'models = ["lenet"]\n[run]\nresult_dir = "{tmp_path}"\n[sampler]\nrate_hz = 20\n'
+    s = parse_plan(text, base_dir=tmp_path).sampler
+    assert s.max_gap_s is None and s.gap_limit_s() == 2.5 and s.gap_limit_s(1000) == 0.5
+    assert s.on_gap == "remeasure" and s.min_coverage == 0.99
+    assert (_native.MIN_RATE_HZ, _native.MAX_RATE_HZ) == (1, 100_000)
