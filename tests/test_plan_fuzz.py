@@ -22,7 +22,8 @@ SECTIONS = ("run", "idle", "cooldown", "sampler", "benchmark", "upload")
 KEYS = (
     "name", "result_dir", "seconds", "remeasure_on_resume", "mode", "margin_c", "max_seconds",
     "zones", "rate_hz", "cpu", "source", "hwmon_path", "rails", "total_rail", "ring_capacity",
-    "restart_on_failure", "heartbeat_seconds", "backend", "device", "dtype", "input_shape",
+    "restart_on_failure", "heartbeat_seconds", "max_gap_s", "on_gap", "min_coverage", "backend",
+    "device", "dtype", "input_shape",
     "warmup", "runs", "profile_runs", "optimization_level", "min_block_size", "timeout_seconds",
     "label", "enabled", "repo", "branch", "remote_path", "retries",
 )  # fmt: skip
@@ -30,6 +31,7 @@ WORDS = (
     "last", "auto", "cpu", "cuda", "torch", "tensorrt", "float16", "bfloat16", "thermal", "fixed",
     "simulated", "hwmon", "lenet", "resnet18", "a:b", "pkg.mod:fn", "../x", "a/b", "~", "~nobody_x",
     "owner/name", "VDD_IN", "", " ", "jetpower_x", ".hidden", "-x", "x" * 300,
+    "remeasure", "fail",
 )  # fmt: skip
 
 

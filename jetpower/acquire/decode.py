@@ -13,10 +13,19 @@ takes a window's energy beside the integral of power.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, overload
+
+import numpy as np
+import numpy.typing as npt
 
 from jetpower.sensors import SensorSet
+
+if TYPE_CHECKING:
+    from jetpower._native import Records
+
+F64 = npt.NDArray[np.float64]
 
 #: the power log's voltage column for sources that measure no voltage (NVML, RAPL)
 NOMINAL_MV = 1000
@@ -112,6 +121,72 @@ class Decoder:
             f"{' + '.join(t.rails)} power divided by it, so mV x mA is the total power"
         )
 
+    def decode_batch(self, records: Records) -> Batch:
+        """Every record of ``records`` at once, in numpy: the same values as :meth:`decode`
+        (which it replaces in the recorder), with the counter rails' state carried over."""
+        nan = np.nan
+        t_ns = (records.t_start_ns + records.t_end_ns) // 2
+        values = records.values.astype(np.float64)
+        valid = records.valid()
+
+        def col(i: int | None) -> F64:
+            if i is None:
+                return np.full(t_ns.size, nan)
+            return np.where(valid[:, i], values[:, i], nan)
+
+        rails: list[tuple[F64, F64, F64]] = []
+        energy: list[F64 | None] = []
+        for k, (vi, ii, pi, scale) in enumerate(self._rails):
+            mv, ma = col(vi), col(ii)
+            ci, escale, wrap = self._energy[k]
+            uj = col(ci) * escale if ci >= 0 else None
+            energy.append(uj)
+            if self._counter[k]:
+                assert uj is not None
+                uw = self._counter_power_batch(k, t_ns, uj, wrap)
+            elif pi is not None:
+                uw = col(pi) * scale
+            else:
+                uw = mv * ma
+            rails.append((mv, ma, uw))
+        total = np.sum([rails[k][2] for k in self._total], axis=0)  # NaN if any part is
+        first = rails[self._total[0]]
+        if not self._log_has_voltage:
+            log_mv = np.full(t_ns.size, float(NOMINAL_MV))
+            log_ma = total / NOMINAL_MV
+        elif len(self._total) == 1:
+            log_mv, log_ma = first[0], first[1]
+        else:
+            log_mv = first[0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_ma = np.where(log_mv != 0, total / log_mv, nan)
+        return Batch(t_ns, rails, energy if any(self._has_energy) else [None] * len(rails),
+                     total, log_mv, log_ma)
+
+    def _counter_power_batch(self, k: int, t_ns: npt.NDArray[np.int64], uj: F64,
+                             wrap: int | None) -> F64:
+        """uW of counter rail k per record: the difference from the previous valid counter
+        value (across batches), as :meth:`_counter_power` does record by record."""
+        out = np.full(t_ns.size, np.nan)
+        ok = np.flatnonzero(~np.isnan(uj))
+        if not ok.size:
+            return out
+        t = t_ns[ok]
+        v = uj[ok]
+        prev = self._prev[k]
+        pt = np.concatenate(([prev[0]], t[:-1])) if prev else np.concatenate(([0], t[:-1]))
+        pv = np.concatenate(([prev[1]], v[:-1])) if prev else np.concatenate(([0.0], v[:-1]))
+        d = v - pv
+        d = np.where(d < 0, d + wrap, d) if wrap else np.where(d < 0, np.nan, d)
+        dt = (t - pt).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = np.where(dt > 0, d * 1e9 / dt, np.nan)
+        if not prev:
+            p[0] = np.nan
+        out[ok] = p
+        self._prev[k] = (int(t[-1]), int(v[-1]))
+        return out
+
     def decode(self, records: Iterable[tuple[int, ...]]) -> Iterator[Reading]:
         rails_spec = self._rails
         total_idx = self._total
@@ -152,6 +227,59 @@ class Decoder:
                 log_mv = first[0]
                 log_ma = None if total is None or not log_mv else total / log_mv
             yield Reading(t_ns, tuple(rails), total, log_mv, log_ma, tuple(energy))
+
+
+class Batch(Sequence[Reading]):
+    """The readings of one drained batch, as columns (numpy, NaN for an invalid value).
+
+    Decoded in bulk by :meth:`Decoder.decode_batch`; it is also a sequence of :class:`Reading`
+    (built on access), so record-by-record sinks keep working while bulk ones use the columns.
+    ``rails[k]`` is (mV, mA, uW) of rail k, ``energy_uj[k]`` its counter (None: no counter).
+    """
+
+    def __init__(self, t_ns: npt.NDArray[np.int64], rails: list[tuple[F64, F64, F64]],
+                 energy_uj: list[F64 | None], total_uw: F64, log_mv: F64, log_ma: F64) -> None:
+        self.t_ns = t_ns
+        self.rails = rails
+        self.energy_uj = energy_uj
+        self.total_uw = total_uw
+        self.log_mv = log_mv
+        self.log_ma = log_ma
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+    @overload
+    def __getitem__(self, i: int) -> Reading: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Reading]: ...
+
+    def __getitem__(self, i: int | slice) -> Reading | Sequence[Reading]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+
+        def num(a: F64) -> int | None:
+            v = a[i]
+            return None if np.isnan(v) else int(v)
+
+        def flt(a: F64) -> float | None:
+            v = a[i]
+            return None if np.isnan(v) else float(v)
+
+        return Reading(
+            int(self.t_ns[i]),
+            tuple((num(mv), num(ma), flt(uw)) for mv, ma, uw in self.rails),
+            flt(self.total_uw), num(self.log_mv), flt(self.log_ma),
+            tuple(None if e is None else num(e) for e in self.energy_uj)
+            if any(e is not None for e in self.energy_uj) else (),
+        )
+
+    def __iter__(self) -> Iterator[Reading]:
+        return (self[k] for k in range(len(self)))
 
 
 def counter_delta(prev: int, now: int, wrap: int | None) -> int | None:

@@ -132,12 +132,14 @@ class Integrator:
     def add(self, t_ns: int, uw: float | None) -> None:
         self.add_many([t_ns], [uw])
 
-    def add_many(self, t_ns: Sequence[int], uw: Sequence[float | None]) -> None:
+    def add_many(self, t_ns: Sequence[int] | npt.NDArray[np.int64],
+                 uw: Sequence[float | None] | F64) -> None:
         """Feed a batch of readings, in time order (one vectorised step per batch)."""
         if not len(t_ns):
             return
         t = np.asarray(t_ns, dtype=np.int64)
-        p = np.array([np.nan if v is None else v for v in uw], dtype=np.float64)
+        p = uw.astype(np.float64) if isinstance(uw, np.ndarray) else \
+            np.array([np.nan if v is None else v for v in uw], dtype=np.float64)
         if self.start_ns is None:
             self.start_ns = int(t[0])
         start, end = self.start_ns, self.end_ns

@@ -147,3 +147,35 @@ async def probe(sensor: SensorSet, *, seconds: float = 1.0, reads: int = 2000) -
         "samples": {d["device"]: d.get("samples") for d in sensor.devices},
         "probe_seconds": seconds,
     }
+
+
+#: rate 0 ("each new value once") paces at the source's change period, never faster than this
+#: (a source whose values never changed during the probe is paced here too)
+EACH_VALUE_CEILING_HZ = 1000
+#: how long rate 0 probes a source that states no update interval
+EACH_VALUE_PROBE_S = 0.3
+
+
+def each_value_rate(sensor: SensorSet) -> tuple[float, str]:
+    """The rate that reads each new value of ``sensor`` once, and how it was found.
+
+    The period the values change at: the chips' ``update_interval`` where the driver states it
+    (INA3221, the simulated chip), else measured by a short probe (:func:`change_periods`); the
+    fastest rail sets the pace, capped at :data:`EACH_VALUE_CEILING_HZ`.  The sampler then paces
+    by deadlines like at any other rate: it never spins.
+    """
+    stated = [float(d["update_interval"]) for d in sensor.devices
+              if isinstance(d.get("update_interval"), (int, float)) and d["update_interval"] > 0]
+    if stated:
+        period_ms, how = min(stated), f"update_interval {min(stated):g} ms"
+    else:
+        found = [r["change_period_ms"] for r in change_periods(sensor, EACH_VALUE_PROBE_S).values()
+                 if r.get("change_period_ms")]
+        if not found:
+            return float(EACH_VALUE_CEILING_HZ), (
+                f"no value changed during a {EACH_VALUE_PROBE_S:g} s probe: the ceiling "
+                f"{EACH_VALUE_CEILING_HZ} Hz")
+        period_ms, how = min(found), f"measured change period {min(found):.3f} ms"
+    rate = min(float(EACH_VALUE_CEILING_HZ), 1000.0 / period_ms)
+    rate = max(float(_native.MIN_RATE_HZ), rate)
+    return rate, f"{how} -> {rate:g} Hz (ceiling {EACH_VALUE_CEILING_HZ} Hz)"

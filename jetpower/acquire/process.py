@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +27,12 @@ import numpy  # noqa: F401
 from jetpower._native import RingReader, record_size
 from jetpower._process import child, terminate
 from jetpower.errors import SamplerError
+from jetpower.log import get_logger
 from jetpower.sensors import SensorSet
 
 DEFAULT_CAPACITY = 65536
+
+log = get_logger()
 
 
 SHM = "/dev/shm"  # noqa: S108  (a private directory is made inside it)
@@ -56,6 +61,75 @@ def ring_dir_parent(ring_bytes: int) -> str | None:
 def default_cpu() -> int:
     """The last CPU this process may run on (on a Jetson: the last online core)."""
     return max(os.sched_getaffinity(0))
+
+
+#: where the per-CPU sampler locks live (the environment variable moves them, for tests)
+LOCK_DIR_ENV = "JETPOWER_LOCK_DIR"
+
+
+def _lock_dir() -> Path:
+    env = os.environ.get(LOCK_DIR_ENV)
+    if env:
+        return Path(env)
+    for d in ("/run/lock", SHM):
+        if os.access(d, os.W_OK | os.X_OK):
+            return Path(d)
+    return Path(tempfile.gettempdir())
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return "an unknown process"
+    return f"pid {text}" if text.isdigit() else "an unknown process"
+
+
+def _try_lock(cpu: int) -> int | None:
+    """The descriptor holding CPU ``cpu``'s sampler lock, or None when another process holds it."""
+    path = _lock_dir() / f"jetpower-sampler-cpu{cpu}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def claim_cpu(cpu: int | None) -> tuple[int, int]:
+    """A CPU for the sampler that no other jetpower's sampler uses: ``(cpu, lock fd)``.
+
+    Each sampler CPU is claimed by an flock on ``jetpower-sampler-cpu<N>.lock`` (in /run/lock or
+    /dev/shm), which records the holder's pid and is released when the holder exits, however.
+    ``cpu`` given (the plan or ``--cpu`` names it): held by another process is an error naming
+    that process.  ``None`` (the default, the last CPU): a held last CPU moves the sampler to the
+    highest free one, with a warning event.
+    """
+    allowed = sorted(os.sched_getaffinity(0), reverse=True)
+    want = allowed[0] if cpu is None else cpu
+    fd = _try_lock(want)
+    if fd is not None:
+        return want, fd
+    path = _lock_dir() / f"jetpower-sampler-cpu{want}.lock"
+    if cpu is not None:
+        raise SamplerError(
+            f"sampler CPU {cpu} is in use by another jetpower sampler ({_holder(path)}, lock "
+            f"{path}); choose another CPU (sampler.cpu / --cpu) or wait until it ends")
+    for other in allowed[1:]:
+        fd = _try_lock(other)
+        if fd is not None:
+            log.warning("sampler_cpu_moved", wanted=want, cpu=other, held_by=_holder(path),
+                        note="another jetpower samples on the last CPU; this sampler takes "
+                             "the highest free one")
+            return other, fd
+    raise SamplerError(f"every CPU this process may use ({sorted(allowed)}) has a jetpower "
+                       f"sampler already (CPU {want}: {_holder(path)})")
 
 
 @dataclass
@@ -129,12 +203,24 @@ async def start_sampler(
     """Run the sampler on ``sensor``'s channels for the duration of the block."""
     if ring_path.exists():
         raise SamplerError(f"ring file {ring_path} already exists; refusing to overwrite it")
-    cpu = default_cpu() if cpu is None else cpu
-    if cpu not in os.sched_getaffinity(0):
+    if cpu is not None and cpu not in os.sched_getaffinity(0):
         raise SamplerError(
             f"sampler CPU {cpu} is not available; this process may use CPUs "
             f"{sorted(os.sched_getaffinity(0))}"
         )
+    cpu, lock_fd = claim_cpu(cpu)
+    try:
+        async with _started(sensor, ring_path, rate_hz=rate_hz, cpu=cpu, capacity=capacity,
+                            fifo=fifo, ready_timeout=ready_timeout) as handle:
+            yield handle
+    finally:
+        os.close(lock_fd)  # the flock goes with it
+
+
+@contextlib.asynccontextmanager
+async def _started(sensor: SensorSet, ring_path: Path, *, rate_hz: float, cpu: int,
+                   capacity: int, fifo: bool, ready_timeout: float,
+                   ) -> AsyncIterator[SamplerHandle]:
     channels = sensor.channels
     spec = {
         "ring": str(ring_path),

@@ -15,10 +15,13 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from jetpower._fs import owned_temp_dir
 from jetpower._process import child
-from jetpower.acquire.decode import Decoder, Reading
+from jetpower.acquire.decode import Batch, Decoder, Reading
 from jetpower.acquire.energy import Integrator
+from jetpower.acquire.health import DEFAULT_MIN_COVERAGE, GapWatch, StreamHealth
 from jetpower.acquire.process import SamplerHandle
 from jetpower.acquire.samples_csv import RowFile
 from jetpower.acquire.samples_csv import Writer as SamplesWriter
@@ -26,6 +29,7 @@ from jetpower.errors import SensorError, storage_error
 from jetpower.log import get_logger
 from jetpower.sensors import SensorSet, discover
 from jetpower.sensors.simulate import create_tree
+from jetpower.timebase import monotonic_ns
 
 log = get_logger()
 
@@ -73,6 +77,7 @@ class WindowSink:
     def __init__(self, start_ns: int, end_ns: int | None = None, *,
                  rule: str = "trapezoid", before: Reading | None = None) -> None:
         self.integrator = Integrator(rule, start_ns, end_ns)
+        self.stream = StreamHealth(start_ns, end_ns)
         if before is not None:  # the last reading before the window: its first segment
             self.integrator.add(before.t_ns, before.total_uw)
 
@@ -88,17 +93,36 @@ class WindowSink:
     @end_ns.setter
     def end_ns(self, value: int | None) -> None:
         self.integrator.end_ns = value
+        self.stream.end_ns = value
 
     def feed(self, readings: Sequence[Reading]) -> None:
-        self.integrator.add_many([r.t_ns for r in readings], [r.total_uw for r in readings])
+        if isinstance(readings, Batch):
+            t, uw = readings.t_ns, readings.total_uw
+            self.integrator.add_many(t, uw)
+        else:
+            self.integrator.add_many([r.t_ns for r in readings], [r.total_uw for r in readings])
+            t = np.array([r.t_ns for r in readings], dtype=np.int64)
+        self.stream.feed(t)
+
+    def health(self, *, period_ns: int, max_gap_ns: int,
+               min_coverage: float = DEFAULT_MIN_COVERAGE) -> dict[str, Any]:
+        """Coverage, achieved rate and gaps over the window as requested (its end must be set):
+        see :func:`jetpower.acquire.health.window_health`."""
+        assert self.end_ns is not None, "the window has no end yet"
+        return self.stream.health(self.start_ns, self.end_ns, period_ns=period_ns,
+                                  max_gap_ns=max_gap_ns, min_coverage=min_coverage)
 
 
 class Recorder:
     """Drains the sampler ring continuously; writes every reading to the samples CSV."""
 
     def __init__(self, handle: SamplerHandle, decoder: Decoder, samples_csv: Path | None,
-                 *, interval: float = 0.05) -> None:
+                 *, interval: float = 0.05, batch: int = 16384,
+                 watch: GapWatch | None = None) -> None:
         self.handle = handle
+        self.batch = batch
+        #: stall and gap detection over the drained stamps (see :mod:`jetpower.acquire.health`)
+        self.watch = watch
         self.decoder = decoder
         self.samples_csv = samples_csv
         self._writer = SamplesWriter(decoder.sensor)
@@ -156,27 +180,36 @@ class Recorder:
                 raise err from None
 
     async def _drain(self) -> int:
+        """Takes what was published when it started (never chases a sampler that outruns it),
+        in batches of at most ``batch`` records, yielding to the event loop between them."""
+        reader = self.handle.reader
+        target = reader.counters().samples
         total = 0
         while True:
-            records, lost = self.handle.reader.drain()
+            records, lost = reader.drain(self.batch)
             if lost:
                 self.lost += lost
                 log.warning("sampler_overrun", lost=lost, total_lost=self.lost)
             if not len(records):
                 return total
-            readings = list(self.decoder.decode(records))
-            self.samples += len(readings)
-            total += len(readings)
-            self.last = readings[-1]
+            batch = self.decoder.decode_batch(records)
+            if self.watch is not None:
+                self.watch.feed(batch.t_ns)
+            self.samples += len(batch)
+            total += len(batch)
+            self.last = batch[-1]
             for sink in list(self.sinks):
-                sink.feed(readings)
+                sink.feed(batch)
                 flush = getattr(sink, "flush", None)
                 if flush is not None:
                     await flush()
             if self._fh is not None:
-                text = self._writer.rows(readings)
+                text = self._writer.rows_batch(batch)
                 await self._fh.write(text)
                 self.csv_bytes += len(text)
+            if reader.position >= target:
+                return total
+            await asyncio.sleep(0)  # the rest of the loop runs between batches
 
     async def drain_now(self) -> int:
         """Everything sampled until now: waits for the sample that straddles this instant (the
@@ -195,4 +228,6 @@ class Recorder:
         """Drain forever (until cancelled)."""
         while True:
             await self.drain()
+            if self.watch is not None:
+                self.watch.check(monotonic_ns())
             await asyncio.sleep(self.interval)

@@ -27,6 +27,7 @@ from typing import Any
 
 from jetpower._fs import owned_temp_dir, remove_stale
 from jetpower.acquire.decode import Decoder
+from jetpower.acquire.health import GapWatch
 from jetpower.acquire.process import (
     SHM,
     SamplerHandle,
@@ -66,13 +67,14 @@ def ring_directory(capacity: int, nchan: int) -> Iterator[Path]:
 @contextlib.asynccontextmanager
 async def session(decoder: Decoder, ring: Path, samples_csv: Path | None, *, rate_hz: float,
                   cpu: int | None, capacity: int, sinks: list[Any] | None = None,
+                  watch: GapWatch | None = None,
                   **sampler_options: Any) -> AsyncIterator[Session]:
     """Start the sampler on ``decoder.sensor`` and drain it for the block (see the module)."""
     async with start_sampler(decoder.sensor, ring, rate_hz=rate_hz, cpu=cpu, capacity=capacity,
                              **sampler_options) as handle:
         info = handle.reader.info
         anchor = Anchor(info.anchor_realtime_ns, info.anchor_monotonic_ns, info.anchor_error_ns)
-        async with Recorder(handle, decoder, samples_csv) as rec:
+        async with Recorder(handle, decoder, samples_csv, watch=watch) as rec:
             if sinks is not None:
                 rec.sinks = sinks
             pump = asyncio.ensure_future(rec.run())

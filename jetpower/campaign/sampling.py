@@ -9,14 +9,18 @@ sampler, recording the gap.  The sequence of phases lives in :mod:`jetpower.camp
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from jetpower._fs import first_free
-from jetpower.acquire.decode import Decoder, Reading
-from jetpower.acquire.process import SamplerHandle, default_cpu
+from jetpower.acquire.decode import Batch, Decoder, Reading
+from jetpower.acquire.health import Gap, GapWatch
+from jetpower.acquire.process import SamplerHandle
 from jetpower.acquire.recorder import Recorder
 from jetpower.acquire.session import session
 from jetpower.campaign.manifest import Manifest
@@ -41,6 +45,11 @@ class _Heartbeat:
     count: int = 0
 
     def feed(self, readings: Sequence[Reading]) -> None:
+        if isinstance(readings, Batch):
+            ok = readings.total_uw[~np.isnan(readings.total_uw)]
+            self.sum_uw += float(ok.sum())
+            self.count += int(ok.size)
+            return
         for r in readings:
             if r.total_uw is not None:
                 self.sum_uw += r.total_uw
@@ -73,6 +82,26 @@ class SamplingService:
         self.restarts = 0
         self.samples_files: list[str] = []
         self.earlier_samples_files = list(earlier_samples_files)
+        #: the phase in progress (name, model), for the gaps it is hit by
+        self.phase: tuple[str, str | None] = ("start", None)
+        #: stalls and gaps of the whole run, across sampler restarts
+        self.watch = GapWatch(int(plan.sampler.gap_limit_s() * 1e9), on_gap=self._gap)
+
+    @contextlib.contextmanager
+    def in_phase(self, name: str, model: str | None = None) -> Iterator[None]:
+        """Gaps found during the block are recorded as hitting phase ``name`` (of ``model``)."""
+        before = self.phase
+        self.phase = (name, model)
+        try:
+            yield
+        finally:
+            self.phase = before
+
+    def _gap(self, gap: Gap) -> None:
+        name, model = self.phase
+        entry = {**gap.to_dict(), "phase": name, "model": model}
+        self.manifest.data.setdefault("sampler_gaps", []).append(entry)
+        self.manifest.write()
 
     def current_rate(self) -> float:
         return self.handle.reader.current_rate() if self.handle else 0.0
@@ -80,6 +109,8 @@ class SamplingService:
     def request_rate(self, rate_hz: float) -> None:
         if self.handle is not None:
             self.handle.reader.request_rate(rate_hz)
+        # the gap limit follows the pace (50 periods of a slow model rate is longer)
+        self.watch.max_gap_ns = int(self.plan.sampler.gap_limit_s(rate_hz) * 1e9)
 
     async def drain_now(self) -> None:
         """Everything sampled until now, fed to the sinks (see :meth:`Recorder.drain_now`)."""
@@ -90,7 +121,7 @@ class SamplingService:
         """Run the sampler until ``stopping`` is set; replace it if it dies and the plan says so."""
         decoder = self.decoder
         s = self.plan.sampler
-        cpu = default_cpu() if s.cpu == "last" else int(s.cpu)
+        cpu = None if s.cpu == "last" else int(s.cpu)  # None: the last free one
         rate = self.plan.sampler.rate_hz
         while True:
             ring = self.ring_dir / f"sampler-{self.restarts}.ring"
@@ -100,7 +131,8 @@ class SamplingService:
                 csv_name = first_free(
                     lambda k: self.result_dir / f"jetpower_samples.resume{k}.csv").name
             async with session(decoder, ring, self.result_dir / csv_name, rate_hz=rate,
-                               cpu=cpu, capacity=s.ring_capacity, sinks=self.sinks) as ses:
+                               cpu=cpu, capacity=s.ring_capacity, sinks=self.sinks,
+                               watch=self.watch) as ses:
                 h, rec = ses.handle, ses.recorder
                 self._sampler_started(h, ses.anchor)
                 self.samples_files.append(csv_name)
@@ -125,6 +157,7 @@ class SamplingService:
             self.recorder = None
             self.handle = None
             if self.stopping.is_set():
+                self.watch.close(monotonic_ns())
                 return
             code = h.proc.returncode
             last = rec.last.t_ns if rec.last else None

@@ -257,6 +257,10 @@ class Campaign:
         assert m is not None
         m.write()
         idle_done = (self.result_dir / IDLE_JSON).exists() and m.verified(IDLE_JSON)
+        if self.resume and idle_done and m.data.get("idle", {}).get("flagged"):
+            log.warning("idle_remeasured", reason="the earlier idle baseline was not covered "
+                        "(a gap or a collapsed rate): measured again")
+            idle_done = False
         if self.resume and idle_done and not self.plan.idle.remeasure_on_resume:
             log.info("idle_kept", reason="resumed run; the idle baseline was already measured")
             self.idle_temps = dict(m.data.get("idle", {}).get("temperatures_c", {}))
@@ -288,20 +292,34 @@ class Campaign:
         self.sinks.append(sink)
         log.info("phase_started", phase=name, seconds=seconds)
         try:
-            await asyncio.sleep(seconds)
+            with self.sampling.in_phase(name, model):
+                await asyncio.sleep(seconds)
         finally:
             sink.end_ns = monotonic_ns()
             await self.sampling.drain_now()
             self.sinks.remove(sink)
         return sink
 
+    def _health(self, sink: WindowSink, rate_hz: float | None = None) -> dict[str, Any]:
+        """Coverage, achieved rate and gaps of a phase's window as requested."""
+        s = self.plan.sampler
+        rate = s.rate_hz if rate_hz is None else rate_hz
+        return sink.health(period_ns=round(1e9 / rate), max_gap_ns=int(s.gap_limit_s(rate) * 1e9),
+                           min_coverage=s.min_coverage)
+
     def _phase_done(self, name: str, sink: WindowSink, model: str | None = None,
-                    **extra: Any) -> None:
+                    rate_hz: float | None = None, **extra: Any) -> None:
         integ = sink.integrator
         assert self.manifest is not None
+        health = self._health(sink, rate_hz)
+        if health["flagged"]:
+            log.warning("phase_not_covered", phase=name, coverage=health["coverage"],
+                        largest_gap_s=health["largest_gap_s"], gaps=len(health["gaps"]),
+                        min_coverage=self.plan.sampler.min_coverage)
         self.manifest.add_phase(name, model, sink.start_ns, int(sink.end_ns or 0),
                                 samples=integ.count, invalid_samples=integ.invalid,
-                                avg_power_uw=integ.mean_uw, energy_uj=integ.energy_uj, **extra)
+                                avg_power_uw=integ.mean_uw, energy_uj=integ.energy_uj,
+                                health=health, flagged=health["flagged"], **extra)
         log.info("phase_finished", phase=name, samples=integ.count, avg_power_uw=integ.mean_uw,
                  seconds=round((int(sink.end_ns or 0) - sink.start_ns) / 1e9, 3), **extra)
         self.manifest.write()
@@ -321,9 +339,11 @@ class Campaign:
                 path.rename(self._aside(path))
             atomic_write_json(path, {"timestamp": wall_text(sink.start_ns, self.anchor, STAMP_FMT),
                                      "avg_idle_power": integ.mean_uw})
+            health = self._health(sink)
             m.data["idle"] = {"avg_power_uw": integ.mean_uw, "samples": integ.count,
                               "start_ns": sink.start_ns, "end_ns": sink.end_ns,
-                              "temperatures_c": self.idle_temps}
+                              "temperatures_c": self.idle_temps,
+                              "coverage": health["coverage"], "flagged": health["flagged"]}
             m.forget(IDLE_JSON)
             m.checksum([path])
             self._phase_done("idle", sink)
@@ -349,16 +369,18 @@ class Campaign:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         try:
-            await asyncio.sleep(cd.seconds)  # the minimum
-            while True:
-                hot = thermal.above_baseline(thermal.read_zones(self.root, cd.zones),
-                                             self.idle_temps, cd.margin_c)
-                if not hot:
-                    break
-                if loop.time() - t0 >= cd.max_seconds:
-                    log.warning("cooldown_capped", still_above_c=hot, max_seconds=cd.max_seconds)
-                    break
-                await asyncio.sleep(min(2.0, max(0.0, t0 + cd.max_seconds - loop.time())))
+            with self.sampling.in_phase("cooldown"):
+                await asyncio.sleep(cd.seconds)  # the minimum
+                while True:
+                    hot = thermal.above_baseline(thermal.read_zones(self.root, cd.zones),
+                                                 self.idle_temps, cd.margin_c)
+                    if not hot:
+                        break
+                    if loop.time() - t0 >= cd.max_seconds:
+                        log.warning("cooldown_capped", still_above_c=hot,
+                                    max_seconds=cd.max_seconds)
+                        break
+                    await asyncio.sleep(min(2.0, max(0.0, t0 + cd.max_seconds - loop.time())))
         finally:
             sink.end_ns = monotonic_ns()
             await self.sampling.drain_now()
@@ -369,7 +391,17 @@ class Campaign:
     def _aside(path: Path) -> Path:
         return first_free(lambda k: path.with_name(f"{path.name}.attempt-{k}"))
 
-    async def _model(self, mp: ModelPlan, index: int) -> bool:
+    def _model_gaps(self, phases: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+        """The sampler gaps over the limit inside the worker's timing and profiling windows."""
+        found = []
+        for name, (a, b) in _windows(phases).items():
+            if name not in GAP_CHECKED_PHASES:
+                continue
+            for g in self.sampling.watch.within(a, b, monotonic_ns()):
+                found.append({**g.to_dict(), "worker_phase": name})
+        return found
+
+    async def _model(self, mp: ModelPlan, index: int, attempt: int = 0) -> bool:
         m = self.manifest
         assert m is not None
         label = mp.label
@@ -404,9 +436,10 @@ class Campaign:
             log.info("model_started", index=index + 1, of=len(self.plan.models),
                      backend=mp.backend, dtype=mp.dtype, runs=mp.runs, rate_hz=mp.rate_hz)
             try:
-                outcome = await run_worker(cfg_path, timeout=mp.timeout_seconds,
-                                           ready_timeout=min(WORKER_READY_TIMEOUT_S,
-                                                             mp.timeout_seconds))
+                with self.sampling.in_phase("benchmark", label):
+                    outcome = await run_worker(cfg_path, timeout=mp.timeout_seconds,
+                                               ready_timeout=min(WORKER_READY_TIMEOUT_S,
+                                                                 mp.timeout_seconds))
             finally:
                 end = monotonic_ns()
                 plog.end_ns = window.end_ns = end
@@ -425,7 +458,24 @@ class Campaign:
                     log.info("timing_energy", trapezoid_uj=timing["energy_uj"],
                              counter_uj=timing["counter_energy_uj"],
                              trapezoid_vs_counter=timing.get("trapezoid_vs_counter"))
-            self._phase_done("benchmark", window, label, status="done" if outcome.ok else "failed")
+            gaps = self._model_gaps(outcome.phases)
+            entry["sampler_gaps"] = gaps
+            self._phase_done("benchmark", window, label, rate_hz=mp.rate_hz,
+                             status="done" if outcome.ok and not gaps else "failed")
+            if outcome.ok and gaps:
+                worst = max(gaps, key=lambda g: g["seconds"])
+                reason = (f"the sampler was silent for {worst['seconds']:.3f} s during the "
+                          f"{worst['worker_phase']} window (limit "
+                          f"{self.plan.sampler.gap_limit_s(mp.rate_hz):g} s): not measured")
+                if self.plan.sampler.on_gap == "remeasure" and attempt == 0:
+                    entry.update(status="remeasure", reason=reason)
+                    m.write()
+                    log.warning("model_remeasured", reason=reason, gaps=len(gaps))
+                    return await self._model(mp, index, attempt=1)
+                entry.update(status="failed", reason=reason, error_type="SamplerGap")
+                m.write()
+                log.error("model_failed", reason=reason, gaps=len(gaps), attempt=attempt + 1)
+                return False
             if outcome.ok:
                 entry.update(status="done", reason=None, alignment=_alignment(mdir))
                 m.write()
@@ -516,6 +566,8 @@ def _windows(phases: dict[str, dict[str, int]]) -> dict[str, tuple[int, int]]:
 
 
 PROBE_SECONDS = 1.0
+#: the worker windows whose samples a model's figures rest on: a gap there fails the model
+GAP_CHECKED_PHASES = ("timing", "profiling")
 
 
 def _time_method(sensor: SensorSet) -> dict[str, Any]:

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from jetpower._fs import atomic_write_json, check_creatable, prepare_new_dir
+from jetpower._native import MAX_RATE_HZ
 from jetpower._process import child
 from jetpower.acquire.decode import Decoder
+from jetpower.acquire.health import DEFAULT_MIN_COVERAGE, GapWatch, default_max_gap_s
 from jetpower.acquire.power_log import PowerLogSink
+from jetpower.acquire.probe import EACH_VALUE_CEILING_HZ, each_value_rate
 from jetpower.acquire.process import DEFAULT_CAPACITY
 from jetpower.acquire.recorder import WindowSink, sensor_source
 from jetpower.acquire.session import ring_directory, session
@@ -25,7 +28,9 @@ from jetpower.log import get_logger
 from jetpower.sensors import SOURCES
 from jetpower.timebase import monotonic_ns
 
-MAX_RATE_HZ = 100_000
+#: exit status of a window that is not covered (a stall, a gap, a collapsed rate), unless
+#: --allow-gaps: the SamplerError status
+EXIT_NOT_COVERED = 4
 
 #: stdout carries the result; the log goes to stderr (console on a terminal, else JSON lines)
 LOG_STREAM = "stderr"
@@ -46,8 +51,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=1000.0,
         metavar="HZ",
-        help="samples per second (0: as fast as the sensor allows; default 1000)",
+        help="samples per second (0: each new value once: the sensor's update interval or "
+        f"measured change period, at most {EACH_VALUE_CEILING_HZ} Hz; default 1000)",
     )
+    p.add_argument("--max-gap", type=float, default=None, metavar="S",
+                   help="a stretch without samples longer than this is a gap (default: "
+                   "max(0.5 s, 50 periods))")
+    p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE, metavar="F",
+                   help=f"the window's least coverage, 0..1 (default {DEFAULT_MIN_COVERAGE})")
+    p.add_argument("--allow-gaps", action="store_true",
+                   help="exit 0 even when the window is not covered (gaps, a collapsed rate)")
     p.add_argument("--rails", nargs="+", metavar="RAIL", help="rails to sample (default: all)")
     p.add_argument(
         "--total",
@@ -80,6 +93,10 @@ def _check(args: argparse.Namespace) -> list[str]:
             f"--rate {args.rate:g}: expected 0 (as fast as possible) up to "
             f"{MAX_RATE_HZ} samples per second"
         )
+    if args.max_gap is not None and not (math.isfinite(args.max_gap) and args.max_gap > 0):
+        raise UsageError(f"--max-gap {args.max_gap:g}: expected a positive number of seconds")
+    if not (0.0 <= args.min_coverage <= 1.0):
+        raise UsageError(f"--min-coverage {args.min_coverage:g}: expected a fraction 0..1")
     if (args.seconds is None) == (not cmd):
         raise UsageError("give either --seconds S or -- COMMAND ... (exactly one of them)")
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
@@ -143,14 +160,21 @@ async def _sample_until(args: argparse.Namespace, cmd: list[str], stop: asyncio.
         out = prepare_new_dir(args.out)
         decoder = Decoder(sensor)
         window: WindowSink | None = None
+        rate, rate_note = float(args.rate), None
+        if rate == 0:
+            rate, rate_note = await asyncio.to_thread(each_value_rate, sensor)
+            log.info("rate_resolved", requested_hz=0, rate_hz=rate, how=rate_note)
+        max_gap_s = args.max_gap if args.max_gap is not None else default_max_gap_s(rate)
+        watch = GapWatch(int(max_gap_s * 1e9))
         with ring_directory(args.capacity, len(sensor.channels)) as ring_dir:
             async with session(decoder, ring_dir / "sampler.ring", out / "samples.csv",
-                               rate_hz=args.rate, cpu=args.cpu, capacity=args.capacity) as s:
+                               rate_hz=rate, cpu=args.cpu, capacity=args.capacity,
+                               watch=watch) as s:
                 info = s.handle.reader.info
                 log.info(
                     "sampler_started",
                     rails=list(sensor.labels),
-                    rate_hz=args.rate,
+                    rate_hz=rate,
                     cpu=info.cpu,
                     sched=info.sched_policy,
                     simulated=sensor.simulated,
@@ -176,6 +200,7 @@ async def _sample_until(args: argparse.Namespace, cmd: list[str], stop: asyncio.
                     await s.recorder.drain_now()
                     report = await s.handle.stop()
                     counters = s.handle.reader.counters()
+                    watch.close(end)
             await plog.close()
     status = 0
     if command and command[0].returncode is not None:
@@ -183,12 +208,21 @@ async def _sample_until(args: argparse.Namespace, cmd: list[str], stop: asyncio.
         if status < 0:  # killed by a signal: the shell's convention
             status = 128 - status
     integ = window.integrator
-    span = integ.span_s
+    health = window.health(period_ns=info.period_ns, max_gap_ns=watch.max_gap_ns,
+                           min_coverage=args.min_coverage)
     summary: dict[str, Any] = {
         "status": "interrupted" if caught else "complete",
         "interrupted_by": caught[0] if caught else None,
         "samples": integ.count,
-        "rate_hz": (integ.count - 1) / span if span > 0 and integ.count > 1 else 0.0,
+        "rate_hz": health["achieved_rate_hz"],
+        "rate_requested_hz": float(args.rate),
+        "rate_paced_hz": info.rate_hz,
+        "rate_how": rate_note,
+        "coverage": health["coverage"],
+        "largest_gap_s": health["largest_gap_s"],
+        "gaps": health["gaps"],
+        "max_gap_s": max_gap_s,
+        "covered": not health["flagged"],
         "avg_power_uw": integ.mean_uw,
         "energy_uj": integ.energy_uj,
         "duration_s": (end - start) / 1e9,
@@ -236,7 +270,11 @@ def _human(s: dict[str, Any]) -> str:
     lines = [
         "SIMULATED sensor: these numbers are not measurements" if s["simulated"] else None,
         f"samples           {s['samples']}",
-        f"achieved rate     {f(s['rate_hz'], '.1f')} Hz",
+        f"achieved rate     {f(s['rate_hz'], '.1f')} Hz over the requested window "
+        f"(paced at {s['rate_paced_hz']:g} Hz)",
+        f"coverage          {s['coverage'] * 100:.2f} %, largest gap {s['largest_gap_s']:.3f} s"
+        + ("" if s["covered"] else
+           f"  NOT COVERED: {len(s['gaps'])} gap(s) over {s['max_gap_s']:g} s"),
         f"average power     {f(s['avg_power_uw'] and s['avg_power_uw'] / 1e6, '.3f')} W",
         f"energy            {f(s['energy_uj'] / 1e6, '.3f')} J over {s['duration_s']:.3f} s",
         f"overruns          {s['overruns']}",
@@ -259,6 +297,8 @@ def run(args: argparse.Namespace) -> int:
         keys = (
             "samples",
             "rate_hz",
+            "coverage",
+            "largest_gap_s",
             "avg_power_uw",
             "energy_uj",
             "overruns",
@@ -269,10 +309,16 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**{k: summary[k] for k in keys}, **summary}))
     else:
         print(_human(summary))
+    if not summary["covered"]:
+        get_logger().error("window_not_covered", coverage=summary["coverage"],
+                           largest_gap_s=summary["largest_gap_s"], gaps=len(summary["gaps"]),
+                           allowed=args.allow_gaps)
     if caught:
         # Interrupted: the summary is written and printed; let the shell see the signal.
         sys.stdout.flush()
         sys.stderr.flush()
         signal.signal(caught[0], signal.SIG_DFL)
         os.kill(os.getpid(), caught[0])
+    if not summary["covered"] and not args.allow_gaps and status == 0:
+        return EXIT_NOT_COVERED
     return status

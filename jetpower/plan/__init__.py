@@ -92,6 +92,9 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
         "ring_capacity",
         "restart_on_failure",
         "heartbeat_seconds",
+        "max_gap_s",
+        "on_gap",
+        "min_coverage",
     ),
     "benchmark": BENCHMARK_KEYS,
     "upload": ("enabled", "repo", "branch", "remote_path", "retries"),
@@ -153,6 +156,19 @@ class SamplerSettings:
     ring_capacity: int = 65536
     restart_on_failure: bool = False
     heartbeat_seconds: float = 10.0
+    #: no new sample for longer than this is a gap (None: max(0.5 s, 50 periods) of the rate)
+    max_gap_s: float | None = None
+    #: a model whose timing or profiling window holds a gap: measured again once, or failed
+    on_gap: Literal["remeasure", "fail"] = "remeasure"
+    #: a phase whose coverage (samples x period / its length) is below this is flagged
+    min_coverage: float = 0.99
+
+    def gap_limit_s(self, rate_hz: float | None = None) -> float:
+        """The gap limit in force at ``rate_hz`` (default: the plan's rate)."""
+        if self.max_gap_s is not None:
+            return self.max_gap_s
+        rate = self.rate_hz if rate_hz is None else rate_hz
+        return max(0.5, 50 / rate) if rate > 0 else 0.5
 
 
 @dataclass(frozen=True)
@@ -482,7 +498,24 @@ def _parse_sampler(problems: Problems, t: Table, base_dir: Path) -> SamplerSetti
         ring_capacity=ring,
         restart_on_failure=t.boolean("restart_on_failure", False),
         heartbeat_seconds=t.number("heartbeat_seconds", 10.0, 0, 3600, lo_open=True),
+        max_gap_s=_max_gap(problems, t, rate),
+        on_gap=t.choice("on_gap", "remeasure", ("remeasure", "fail")),  # type: ignore[arg-type]
+        min_coverage=t.number("min_coverage", 0.99, 0, 1),
     )
+
+
+def _max_gap(problems: Problems, t: Table, rate: float) -> float | None:
+    """``sampler.max_gap_s``: seconds, more than 2 periods of the rate (a shorter limit would
+    call the sampler's own pace a gap), at most an hour."""
+    if not t.has("max_gap_s"):
+        return None
+    got = t.number("max_gap_s", None, 0, 3600, lo_open=True)
+    if got is not None and rate > 0 and got <= 2 / rate:
+        problems.add(t.at("max_gap_s"), f"{show(got)} s is not more than two periods at "
+                     f"sampler.rate_hz = {show(rate)} ({show(2 / rate)} s): every sample would "
+                     "end a gap; expected a longer limit")
+        return None
+    return got
 
 
 def _parse_upload(problems: Problems, t: Table, run_name: str) -> UploadSettings:

@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jetpower._native import MAX_RATE_HZ, MIN_RATE_HZ  # the one rate range (the C header's)
+
 D = TypeVar("D")
 V = TypeVar("V")
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _SHOW_MAX = 60
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}", re.ASCII)
-#: the highest sampling rate a plan may ask for
-MAX_RATE_HZ = 100_000
 
 
 def toml_string(text: str) -> str:
@@ -257,8 +257,8 @@ def check_dir_name(problems: Problems, path: str, raw: Any, what: str) -> str | 
 
 
 def check_rate(problems: Problems, path: str, raw: Any) -> float | None:
-    """A sampling rate for a campaign: more than 0, at most ``MAX_RATE_HZ``."""
-    expected = f"a rate in Hz greater than 0 and at most {MAX_RATE_HZ}"
+    """A sampling rate for a campaign: ``MIN_RATE_HZ`` to ``MAX_RATE_HZ`` (the C loop's range)."""
+    expected = f"a rate in Hz from {MIN_RATE_HZ} to {MAX_RATE_HZ}"
     if not isinstance(raw, (int, float)) or isinstance(raw, bool):
         problems.bad(path, raw, expected, with_kind=True)
         return None
@@ -269,7 +269,7 @@ def check_rate(problems: Problems, path: str, raw: Any) -> float | None:
             "`jetpower sample` accepts, but a campaign needs a fixed rate",
         )
         return None
-    if not math.isfinite(raw) or not 0 < raw <= MAX_RATE_HZ:
+    if not math.isfinite(raw) or not MIN_RATE_HZ <= raw <= MAX_RATE_HZ:
         problems.bad(path, raw, expected)
         return None
     return raw

@@ -378,6 +378,7 @@ def load_result(path: str | Path) -> ResultData:
         t, p = t[o], p[o]
 
     if manifest is not None:
+        notes.extend(_health_notes(manifest))
         for ph in manifest.get("phases") or []:
             w = clock.mono_window(ph)
             if w is not None:
@@ -404,6 +405,23 @@ def load_result(path: str | Path) -> ResultData:
         models=models,
         notes=notes,
     )
+
+
+def _health_notes(manifest: dict[str, Any]) -> list[str]:
+    """The manifest's sampler gaps and its phases flagged as not covered, one note each."""
+    out = []
+    for g in manifest.get("sampler_gaps") or []:
+        if isinstance(g, dict):
+            where = f"{g.get('phase')}" + (f" of {g['model']}" if g.get("model") else "")
+            out.append(f"sampler gap of {float(g.get('seconds') or 0):.3f} s during {where}: "
+                       "no power was measured then")
+    for ph in manifest.get("phases") or []:
+        h = ph.get("health") if isinstance(ph, dict) else None
+        if isinstance(h, dict) and ph.get("flagged"):
+            where = f"{ph.get('name')}" + (f" of {ph['model']}" if ph.get("model") else "")
+            out.append(f"phase {where} flagged: coverage {float(h.get('coverage') or 0):.1%}, "
+                       f"largest gap {float(h.get('largest_gap_s') or 0):.3f} s")
+    return out
 
 
 def _first_log_stamp(dirs: Iterable[Path]) -> int:
