@@ -46,6 +46,8 @@ log = get_logger()
 
 LOG_NAME = "run.log.jsonl"
 IDLE_JSON = "idling_power.json"
+#: simulated runs: what the simulator did, for the report's self-check (docs/FORMATS.md)
+SIMULATOR_TRUTH = "jetpower_simulator_truth.json"
 WORKER_READY_TIMEOUT_S = 900.0
 
 # exit statuses of `jetpower run` (interruptions re-raise the signal instead)
@@ -129,7 +131,8 @@ class Campaign:
         exit_code = EXIT_OK
         try:
             async with sensor_source(root=self._sensor_root(), source=s.source, rails=s.rails,
-                                     total=s.total_rail) as sensor:
+                                     total=s.total_rail,
+                                     truth=self.result_dir / SIMULATOR_TRUTH) as sensor:
                 self.sensor = sensor
                 manifest.data["simulated"] = sensor.simulated
                 manifest.data["sensor"] = sensor.to_dict()
@@ -349,6 +352,9 @@ class Campaign:
                 warmup=mp.warmup, runs=mp.runs, profile_runs=mp.profile_runs,
                 optimization_level=mp.optimization_level, min_block_size=mp.min_block_size,
                 anchor=self.anchor.to_dict(),
+                layer_energy=mp.layer_energy, layer_energy_precision=mp.layer_energy_precision,
+                layer_energy_max_seconds=mp.layer_energy_max_seconds,
+                truth_bus=_truth_bus(self.sensor),
             )
             cfg_path = cfg.write(mdir / "jetpower_worker_config.json")
             rate = self.plan.sampler.rate_hz
@@ -473,6 +479,13 @@ def _windows(phases: dict[str, dict[str, int]]) -> dict[str, tuple[int, int]]:
 
 
 PROBE_SECONDS = 1.0
+
+
+def _truth_bus(sensor: SensorSet | None) -> str | None:
+    """The simulated sensor's truth bus for a worker's config (None on every real source)."""
+    if sensor is None or not sensor.simulated or sensor.truth_bus is None:
+        return None
+    return str(sensor.truth_bus)
 
 
 def _time_method(sensor: SensorSet) -> dict[str, Any]:
