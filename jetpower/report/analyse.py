@@ -137,7 +137,7 @@ def analyse(data: ResultData, min_layer_samples: int = MIN_LAYER_SAMPLES) -> Rep
     rep = Report(data, idle, np.asarray(samples), models, min_layer_samples)
     per = {mr.model.name: LayerEnergyResult(mr.layer_method, mr.layer_reading, True, "", [
         _result_row(x.energy) for x in mr.layers]) for mr in models if mr.layers}
-    rep.self_check = self_check(data, per)
+    rep.self_check = self_check(data, per, idle.power_w)
     return rep
 
 
@@ -148,4 +148,5 @@ def _note(energy: float | None, note: str) -> str:
 
 
 def _result_row(e: LayerEnergy) -> LayerResult:
-    return LayerResult(e.name, None, None, e.energy_j, e.ci_energy_j, e.n_samples, e.note)
+    p = e.mean_net_w if math.isfinite(e.mean_net_w) else None
+    return LayerResult(e.name, p, None, e.energy_j, e.ci_energy_j, e.n_samples, e.note)
