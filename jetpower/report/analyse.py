@@ -135,7 +135,8 @@ def analyse(data: ResultData, min_layer_samples: int = MIN_LAYER_SAMPLES) -> Rep
     )
     models = [analyse_model(data, m, idle, min_layer_samples) for m in data.models]
     rep = Report(data, idle, np.asarray(samples), models, min_layer_samples)
-    per = {mr.model.name: LayerEnergyResult(mr.layer_method, mr.layer_reading, True, "", [
+    per = {mr.model.name: LayerEnergyResult(mr.layer_method, mr.layer_reading, True,
+                                            mr.layer_reason, [
         _result_row(x.energy) for x in mr.layers]) for mr in models if mr.layers}
     rep.self_check = self_check(data, per, idle.power_w)
     return rep

@@ -38,12 +38,16 @@ from jetpower.report.deconvolve import (
     sum_rails,
 )
 from jetpower.report.load import SAMPLES, ModelData, ResultData
-from jetpower.report.schedule import INA3221_CONV_US, ReadingModel
+from jetpower.report.schedule import INA3221_CONV_US, ReadingModel, fit_schedule
 
 #: sources whose rails are INA3221 conversions, whatever an older manifest claims
 INA3221_SOURCES = ("ina3221", "ina3221x", "simulated")
 #: sources whose readings span many inferences or are counters: per-layer power not identifiable
 COUNTER_SOURCES = ("nvml", "rapl")
+#: schedule-fit tolerance for reads stamped only at the pass mid-point (no per-read stamps)
+OLD_TOL_NS = 60_000.0
+#: reads kept either side of the profiling pass
+MARGIN_NS = 200_000_000
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,10 @@ def reading_model(data: ResultData, rail: dict[str, Any]) -> tuple[ReadingModel 
             samples = int(dev.get("samples") or 1)
         except (TypeError, ValueError):
             ui_ms, samples = 7.0, 1
-        n = int(dev.get("channels") or len(sensor.get("rails") or []) or 3)
+        # enabled channels: where the directory says; else the Jetson boards' three (a chip's
+        # rails in the manifest may be a selection, so their count says nothing)
+        en = dev.get("enabled_channels") or dev.get("enabled")
+        n = len(en) if isinstance(en, list) and en else 3
         n = min(max(n, 1), 3)
         conv = _closest_conv(ui_ms * 1000.0 / (2 * n * samples))
         m = ReadingModel.ina3221(channel=1, enabled=tuple(range(1, n + 1)), shunt_us=conv,
@@ -150,11 +157,13 @@ def _runs(m: ModelData, origin_ns: int) -> tuple[ProfiledRuns | None, str]:
     return ProfiledRuns(tuple(lay.names), start, end), ""
 
 
-def _reads(path: Path, label: str, derivation: str, t0: int, t1: int
+def _reads(path: Path, label: str, derivation: str, t0: int, t1: int, latch: str = "continuous"
            ) -> tuple[RailReads | None, bool]:
-    """The rail's reads inside [t0, t1] from the samples file: (reads, per-read stamps used)."""
+    """The rail's reads inside [t0, t1] from the samples file: (reads, per-read stamps used).
+    Anchored at each read's start (``wait`` latch: its end, when the fresh value arrived), or
+    at the pass mid-point where the file has no per-read stamps (v1)."""
     mv, ma, uw = f"{label}_mV", f"{label}_mA", f"{label}_uW"
-    rs = f"{label}_read_start_ns"
+    rs = f"{label}_read_{'end' if latch == 'wait' else 'start'}_ns"
     s = samples_csv.read(path, want=(), optional=(mv, ma, uw, rs))
     stamped = rs in s.values and bool(np.isfinite(s.values[rs]).any())
     anchor = s.values[rs] if stamped else s.t_ns.astype(np.float64)
@@ -241,19 +250,27 @@ def estimate_model(  # noqa: PLR0911  (each refusal returns its reason)
     path = data.path / SAMPLES
     if not path.exists():
         return _refused(names, f"no {SAMPLES}: the per-layer fit needs the rail's reads", reading)
-    t0 = int(runs.start_ns[0, 0]) - 2_000_000_000
-    t1 = int(runs.end_ns[-1, -1]) + 2_000_000_000
+    # the pass and a margin for the schedule fit's edges: the phases around it (warm-up,
+    # timing) add nothing to the per-layer equations
+    t0 = int(runs.start_ns[0, 0]) - MARGIN_NS
+    t1 = int(runs.end_ns[-1, -1]) + MARGIN_NS
     fits: list[LayerFit] = []
     stamped = False
     for rail, (rm, _) in zip(rails, models):
         assert rm is not None
-        reads, stamped = _reads(path, str(rail.get("label")), str(rail.get("derivation")), t0, t1)
+        reads, stamped = _reads(path, str(rail.get("label")), str(rail.get("derivation")), t0, t1,
+                                rm.latch)
         if reads is None:
             return _refused(names, f"{SAMPLES} has no readings of rail {rail.get('label')}",
                             reading)  # fmt: skip
         # a share of the idle per rail: the estimator works net of idle, the sum is what counts
         share = 1.0 / len(rails)
-        fits.append(estimate_layers(reads, rm, runs, idle_w * share,
+        sched = None
+        if rm.kind == "window" and not stamped:
+            # the pass mid-point sits a pass's worth of reads from the latch, with the pass's
+            # jitter: a wider tolerance for the changes' intervals
+            sched = fit_schedule(reads.anchor_ns, reads.current_ma, rm, tol_ns=OLD_TOL_NS)
+        fits.append(estimate_layers(reads, rm, runs, idle_w * share, schedule=sched,
                                     idle_ci_w=idle_ci_w * share, n_boot=n_boot))  # fmt: skip
     bad = next((f for f in fits if not f.summary.ok), None)
     if bad is not None:
@@ -340,6 +357,10 @@ def self_check(data: ResultData, per_model: dict[str, LayerEnergyResult],
                 covered += 1
     if not n:
         return {"ok": False, "reason": "no profiled layer is in the simulator's truth"}
+    if not errs:
+        why = "; ".join(sorted({f"{k}: {r.reason}" for k, r in per_model.items() if r.reason}))
+        return {"ok": False, "layers": n, "refused": refused,
+                "reason": f"every layer refused ({why or 'no estimate'})"}
     a = np.asarray(errs)
     out = {"ok": bool(a.size), "layers": n, "refused": refused,
            "median_error": float(np.median(a)) if a.size else math.nan,
