@@ -6,12 +6,13 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from jetpower.errors import UsageError
+from jetpower.errors import UsageError, storage_error
 
 
 @contextlib.contextmanager
@@ -21,17 +22,22 @@ def atomic_text(path: Path) -> Iterator[IO[str]]:
     On an exception the temporary file is removed and ``path`` is left as it was, so a reader
     never sees a half-written file under its final name (a SIGKILL leaves only a ``.*.tmp``).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise (storage_error(e, path) or e) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and (err := storage_error(e, path)) is not None:
+            raise err from None  # a full or read-only disk: one line, the path and the error
         raise
 
 
@@ -47,7 +53,7 @@ def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 4) -> None:
 def first_free(candidate: Callable[[int], Path]) -> Path:
     """``candidate(k)`` for the smallest k >= 1 that does not exist yet (never overwrite)."""
     k = 1
-    while (path := candidate(k)).exists():
+    while os.path.lexists(path := candidate(k)):  # a planted (dangling) link is taken too
         k += 1
     return path
 
@@ -85,3 +91,182 @@ def check_creatable(path: Path, what: str = "directory") -> None:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"cannot create {what} {str(path)!r}: {str(parent)!r} is not writable")
+
+
+OWNER_FILE = "owner.pid"
+
+
+@contextlib.contextmanager
+def owned_temp_dir(prefix: str, parent: str | None = None) -> Iterator[Path]:
+    """A temporary directory that records its owner's pid, removed on leaving the block.
+
+    Before it is made, directories of the same ``prefix`` whose owner is dead (a SIGKILLed
+    run cannot clean up) are removed: see :func:`remove_stale`.
+    """
+    base = Path(parent or tempfile.gettempdir())
+    remove_stale(base, prefix)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=base) as tmp:
+        path = Path(tmp)
+        (path / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+        yield path
+
+
+def remove_stale(base: Path, prefix: str) -> list[Path]:
+    """Remove the directories ``base/prefix*`` whose recorded owner is no longer alive.
+
+    A directory without an owner file is left alone (not ours to judge), and so is one whose
+    owner lives (or whose pid was reused: the start time recorded beside it tells them apart).
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    for d in entries:
+        if not d.name.startswith(prefix) or d.is_symlink() or not d.is_dir():
+            continue
+        try:
+            pid_text, _, started = (d / OWNER_FILE).read_text().strip().partition(" ")
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            continue
+        if _alive(pid, started):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux), or "" where unknown."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError):
+        return ""
+
+
+def _alive(pid: int, started: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = _start_time(pid)
+    if now and started and now != started:
+        return False  # the pid was reused by another process
+    try:  # a zombie is dead: it only waits to be reaped
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+LOCK_FILE = ".jetpower.lock"
+
+
+class DirLock:
+    """An exclusive ``flock`` on ``<directory>/.jetpower.lock`` that records its holder's pid.
+
+    The kernel releases it when the holder dies, however it dies, so a lock file left by a
+    SIGKILLed run never blocks the next one.  The file is removed on release; a taker checks that
+    the file it locked is still the one at the path (another may have removed it meanwhile).
+    """
+
+    def __init__(self, directory: Path, what: str = "directory", *, reserve: int = 0) -> None:
+        self.path = directory / LOCK_FILE
+        self.what = what
+        self.reserve = reserve
+        self._fd = -1
+        self._head = 0
+
+    def acquire(self) -> DirLock:
+        import fcntl
+
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o644)
+            except OSError as e:
+                if (err := storage_error(e, self.path)) is not None:
+                    raise err from None
+                raise UsageError(f"cannot lock {self.what} {str(self.path.parent)!r}: "
+                                 f"{self.path.name}: {e.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise UsageError(in_use_message(self.path.parent, holder, self.what)) from None
+            try:
+                same = os.fstat(fd).st_ino == self.path.lstat().st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # locked a file its holder removed as we opened it: take the new one
+        head = f"{os.getpid()} {_start_time(os.getpid())}\n".encode()
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, head, 0)
+            if self.reserve:  # room kept for the last words (the manifest) on a full disk
+                with contextlib.suppress(OSError):
+                    os.posix_fallocate(fd, len(head), self.reserve)
+        except OSError as e:
+            os.close(fd)
+            raise (storage_error(e, self.path) or e) from None
+        self._fd, self._head = fd, len(head)
+        return self
+
+    def free_reserve(self) -> bool:
+        """Give the reserved room back to the file system; False when there was none."""
+        if self._fd < 0 or not self.reserve:
+            return False
+        self.reserve = 0
+        try:
+            os.ftruncate(self._fd, self._head)
+        except OSError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        os.close(self._fd)
+        self._fd = -1
+
+    def __enter__(self) -> DirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    text = os.pread(fd, 200, 0).decode(errors="replace").split()
+    return text[0] if text and text[0].isdigit() else "unknown"
+
+
+def in_use_message(directory: Path, holder: str, what: str = "directory") -> str:
+    return (f"{what} {str(directory)!r} is in use by another jetpower (pid {holder}, holding "
+            f"its {LOCK_FILE}): wait for it to end, or choose another directory")
+
+
+def lock_holder(directory: Path) -> str | None:
+    """The pid (text) of the live process holding ``directory``'s lock, or None if none does."""
+    import fcntl
+
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(fd)
+        return None
+    finally:
+        os.close(fd)

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from jetpower import __version__
-from jetpower.errors import JetpowerError
+from jetpower.errors import JetpowerError, storage_error
 from jetpower.log import configure_logging
 
 COMMANDS: dict[str, str] = {
@@ -84,6 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JetpowerError as e:
         print(f"jetpower {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a full or read-only disk that no layer below translated
+        if (err := storage_error(e)) is None:
+            raise
+        print(f"jetpower {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print(f"jetpower {args.command}: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT

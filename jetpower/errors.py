@@ -7,6 +7,8 @@ DagsHub) are translated into these at one boundary with ``raise ... from e``.
 
 from __future__ import annotations
 
+import errno
+
 
 class JetpowerError(Exception):
     """Base of all errors jetpower reports to its user."""
@@ -55,7 +57,34 @@ class UploadError(JetpowerError):
     exit_code = 6
 
 
-class Interrupted(JetpowerError):
-    """The run was stopped by SIGINT or SIGTERM."""
+class StorageError(JetpowerError):
+    """The result's storage refused a write: full (ENOSPC, EDQUOT), read-only (EROFS), or not
+    permitted (EACCES, EPERM).  Measuring stops; the message names the path and the error."""
 
-    exit_code = 130
+    exit_code = 7
+
+    def __init__(self, path: object, error: OSError) -> None:
+        self.path = str(path if path is not None else error.filename or "?")
+        self.errno = error.errno
+        self.strerror = error.strerror or str(error)
+        super().__init__(f"cannot write {self.path}: {self.strerror} "
+                         f"({errno.errorcode.get(error.errno or 0, 'error')}); measuring stopped")
+
+
+#: errnos that mean "this storage will not take our data": they end a run with StorageError
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def storage_error(error: BaseException, path: object = None) -> StorageError | None:
+    """``error`` as a :class:`StorageError` when it is (or wraps, in exception groups) an
+    ``OSError`` of :data:`STORAGE_ERRNOS`; else None."""
+    if isinstance(error, StorageError):
+        return error
+    if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+        return StorageError(path if path is not None else error.filename, error)
+    for inner in getattr(error, "exceptions", ()) or ():
+        if (found := storage_error(inner, path)) is not None:
+            return found
+    cause = error.__cause__ or error.__context__
+    return storage_error(cause, path) if isinstance(cause, OSError) else None
+

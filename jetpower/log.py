@@ -12,7 +12,10 @@ dict) and :func:`redirect_console` (console lines are printed above it instead o
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -21,6 +24,8 @@ from typing import IO, Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
+
+from jetpower.errors import UsageError
 
 _file_lock = threading.Lock()
 Listener = Callable[[dict[str, Any]], None]
@@ -31,15 +36,38 @@ class _Tee:
 
     def __init__(self) -> None:
         self.fh: IO[str] | None = None
+        #: the error that stopped the copy to the file, if one did
+        self.failed: OSError | None = None
+        #: bytes of a torn last line dropped when the file was opened
+        self.dropped = 0
 
     def __call__(self, _logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
         fh = self.fh
         if fh is not None:
-            line = json.dumps(event_dict, default=str, separators=(",", ":"))
+            line = json.dumps(event_dict, default=str, separators=(",", ":")) + "\n"
             with _file_lock:
-                fh.write(line + "\n")
-                fh.flush()
+                self._write_whole(fh, line.encode())
         return event_dict
+
+    def _write_whole(self, fh: IO[str], data: bytes) -> None:
+        """Append one whole line, or nothing: on a failed write (a full or read-only disk) the
+        file is cut back to its last whole line and the copy to the file stops (the events go
+        on to the terminal; the error reaches the run through its own writes)."""
+        fd = fh.fileno()
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+        except OSError:
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)
+            self.failed = e
+            self.fh = None
+            fh.close()
 
 
 class _Listeners:
@@ -58,14 +86,15 @@ class _Out:
     """The file the rendered lines go to; a live display can take them over for a while."""
 
     def __init__(self) -> None:
-        self.stream: TextIO = sys.stdout
+        #: None: whatever ``sys.stdout`` is when a line is written (tests and tools replace it)
+        self.stream: TextIO | None = None
         self.divert: Callable[[str], None] | None = None
         self._pending = ""  # print() writes the line and its newline separately
 
     def write(self, text: str) -> int:
         divert = self.divert
         if divert is None:
-            self.stream.write(text)
+            (self.stream or sys.stdout).write(text)
             return len(text)
         self._pending += text
         while "\n" in self._pending:
@@ -75,7 +104,7 @@ class _Out:
 
     def flush(self) -> None:
         if self.divert is None:
-            self.stream.flush()
+            (self.stream or sys.stdout).flush()
 
 
 _tee = _Tee()
@@ -113,10 +142,10 @@ def configure_logging(*, json_lines: bool | None = None, stream: TextIO | None =
 
     ``json_lines=None`` picks JSON unless ``stream`` (default stdout) is a TTY.
     """
+    _out.stream = stream  # None: stdout as it is at each write
     stream = stream or sys.stdout
     if json_lines is None:
         json_lines = not _isatty(stream)
-    _out.stream = stream
     _state.update(json=json_lines, stream=stream)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -177,7 +206,38 @@ def log_to_file(path: Path | None) -> None:
     with _file_lock:
         if _tee.fh is not None:
             _tee.fh.close()
-        _tee.fh = None if path is None else open(path, "a", encoding="utf-8")  # noqa: SIM115
+        _tee.failed = None
+        _tee.dropped = 0
+        _tee.fh = None if path is None else _open_log(path)
+    if _tee.dropped:
+        get_logger().warning("log_torn_line_dropped", path=str(path), bytes=_tee.dropped,
+                             reason="the log ended in a cut line (a run stopped mid-write)")
+
+
+def _open_log(path: Path) -> IO[str]:
+    """``path`` for appending, never through a symbolic link (a planted one would send the log
+    out of the result directory); a torn last line (a run killed mid-write) is dropped first."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UsageError(f"{path} is a symbolic link: jetpower never writes through one "
+                             "out of a result directory") from None
+        raise
+    size = os.fstat(fd).st_size
+    start = max(0, size - (1 << 20))
+    tail = os.pread(fd, size - start, start) if size else b"\n"
+    if not tail.endswith(b"\n"):
+        cut = start + tail.rfind(b"\n") + 1  # rfind -1: no newline, the tail goes
+        os.ftruncate(fd, cut)
+        _tee.dropped = size - cut
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def log_file_error() -> OSError | None:
+    """The error that stopped the copy of the log to its file, if one did."""
+    return _tee.failed
 
 
 def get_logger(**initial: Any) -> Any:

@@ -44,3 +44,12 @@ def raises() -> object:
     if _preflight():
         return _small()
     raise RuntimeError("deliberate factory failure")
+
+
+def loud() -> object:
+    """Writes a 200 kB line without a newline to stderr (a progress bar redrawing with ``\\r``
+    does the same), then loads a small model that benchmarks normally."""
+    if not _preflight():
+        sys.stderr.write("\r".join(["progress " + "#" * 90] * 2000))
+        sys.stderr.flush()
+    return _small()

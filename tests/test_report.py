@@ -224,3 +224,46 @@ def test_samples_split_over_several_files_are_joined(tmp_path: Path) -> None:
     assert b.t.size == a.t.size
     assert np.array_equal(a.t, b.t)
     assert "jetpower_samples.resume1.csv" in b.trace_source
+
+
+def test_report_out_never_cleans_through_a_symlink(tmp_path: Path) -> None:
+    """Refreshing an earlier report whose plots/ (and a listed file) were replaced by links to
+    elsewhere removes the links themselves, never the files they point to."""
+    root = tmp_path / "r"
+    write_result(root, [SMALL], simulated=False)
+    out = tmp_path / "rep"
+    assert main(["report", str(root), "--out", str(out)]) == 0
+    plots = sorted(p.name for p in (out / "plots").iterdir())
+    assert plots
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for name in plots:
+        (victim / name).write_bytes(b"precious")
+    (tmp_path / "victim.md").write_text("precious")
+    for p in (out / "plots").iterdir():
+        p.unlink()
+    (out / "plots").rmdir()
+    (out / "plots").symlink_to(victim, target_is_directory=True)
+    (out / "report.md").unlink()
+    (out / "report.md").symlink_to(tmp_path / "victim.md")
+    assert main(["report", str(root), "--out", str(out)]) == 0
+    assert sorted(p.name for p in victim.iterdir()) == plots
+    assert all(p.read_bytes() == b"precious" for p in victim.iterdir())
+    assert (tmp_path / "victim.md").read_text() == "precious"
+    assert not (out / "plots").is_symlink() and sorted(
+        p.name for p in (out / "plots").iterdir()) == plots
+    assert not (out / "report.md").is_symlink()
+
+
+def test_aside_attempts_are_not_models(tmp_path: Path) -> None:
+    """A model directory set aside by --resume (``<name>.attempt-1``) is not listed as a model;
+    the report notes that it exists."""
+    import shutil
+
+    root = tmp_path / "r"
+    write_result(root, [SMALL])
+    name = SMALL.name
+    shutil.copytree(root / name, root / f"{name}.attempt-1")
+    data = load_result(root)
+    assert [m.name for m in data.models] == [name]
+    assert any(f"{name}.attempt-1" in n for n in data.notes)

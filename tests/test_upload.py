@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import sys
 import traceback
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -412,3 +413,71 @@ def test_campaign_with_a_bad_token_fails_before_measuring(
     assert not d.exists(), "nothing measured, nothing written"
     assert "sampler_started" not in proc.stdout
     assert TOKEN not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("bad", "count"),
+                         [("\n", 1), ("\r\n", 2), ("\t", 1), ("\x1b[2J", 1), ("\u00e9", 1)],
+                         ids=["LF", "CRLF", "TAB", "ESC", "non-ASCII"])
+def test_token_with_control_characters_is_refused_unshown(
+    server: FakeDagsHub, result_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    logs: tuple[io.StringIO, Path], capfd: pytest.CaptureFixture[str], bad: str, count: int,
+) -> None:
+    """A token holding a newline (or another control character) is refused before any request,
+    by upload, download and the access check alike; no message, log line or file shows it or a
+    part of it, in any spelling (as is, escaped, quoted)."""
+    head, tail = "jp-head-" + secrets.token_hex(6), secrets.token_hex(6) + "-tail"
+    monkeypatch.setenv("DAGSHUB_USER_TOKEN", head + bad + tail)
+    server.echo_auth = True
+    messages = []
+    for call in (lambda: upload.upload_result(result_dir, REPO, retries=2, sleep=_no_sleep),
+                 lambda: upload.check_access(REPO),
+                 lambda: upload.download_result(REPO, tmp_path / "dest", sleep=_no_sleep)):
+        refused = rf"DAGSHUB_USER_TOKEN holds {count} character"
+        with pytest.raises(UploadError, match=refused) as info:
+            call()
+        messages.append(str(info.value) + "".join(traceback.format_exception(info.value)))
+    assert server.requests == [], "a request was made with the refused token"
+    proc = _run_cli("upload", str(result_dir), "--repo", REPO, tmp_path=tmp_path)
+    assert proc.returncode == 6 and "Traceback" not in proc.stderr
+    assert "not shown" in proc.stderr
+    out, err = capfd.readouterr()
+    stream, log_file = logs
+    for text in (*messages, out, err, stream.getvalue(), log_file.read_text(), proc.stdout,
+                 proc.stderr):
+        assert head not in text and tail not in text
+    assert _files_containing(tmp_path, head.encode()) == []
+    assert _files_containing(tmp_path, tail.encode()) == []
+
+
+def test_redaction_covers_escaped_spellings() -> None:
+    """The client's redaction replaces the token as it is and as repr, JSON and URL quoting
+    spell it."""
+    from jetpower.upload._client import Secret
+
+    token = 'ab"c\\d/e'
+    s = Secret(token)
+    text = f"{token} {token!r} {json.dumps(token)} {urllib.parse.quote(token, safe='')}"
+    red = s.redact(text)
+    assert "ab" not in red and "d/e" not in red and "d%2Fe" not in red, red
+
+
+def test_upload_follows_no_symlink_out_of_the_result_dir(
+    server: FakeDagsHub, result_dir: Path, tmp_path: Path, logs: tuple[io.StringIO, Path],
+) -> None:
+    """Planted links to a file and a directory outside the result directory are skipped (with a
+    warning naming them); their contents are never sent; the run's lock file is not data."""
+    data = _tree(result_dir)
+    outside = tmp_path / "private"
+    outside.mkdir()
+    secret_text = b"outside-" + secrets.token_hex(8).encode()
+    (outside / "key.txt").write_bytes(secret_text)
+    (result_dir / "resnet18" / "stolen.txt").symlink_to(outside / "key.txt")
+    (result_dir / "linked_dir").symlink_to(outside, target_is_directory=True)
+    (result_dir / ".jetpower.lock").write_text("1 2\n")
+    summary = upload.upload_result(result_dir, REPO, sleep=_no_sleep)
+    sent = server.repos[REPO].branches["main"]
+    assert all(secret_text not in v for v in sent.values())
+    assert sorted(k.split("/", 1)[1] for k in sent) == sorted(data)
+    assert summary.files == len(data)
+    warned = logs[0].getvalue()
+    assert "upload_symlink_skipped" in warned and "stolen.txt" in warned

@@ -1,9 +1,9 @@
 """Acquisition: resolve the sensor, run the simulated source, drain the sampler continuously.
 
-:class:`Recorder` drains the ring every ``interval`` seconds into the run's samples CSV (through
-aiofiles, never blocking the loop) and hands each batch of readings to the sinks that are open
-(a phase's integrator, a model's power log).  One sampler, one continuous stream: phases are
-time windows over it.
+:class:`Recorder` drains the ring every ``interval`` seconds into the run's samples CSV (whole
+rows, written in a thread, never blocking the loop) and hands each batch of readings to the sinks
+that are open (a phase's integrator, a model's power log).  One sampler, one continuous stream:
+phases are time windows over it.
 """
 
 from __future__ import annotations
@@ -11,25 +11,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiofiles
-
+from jetpower._fs import owned_temp_dir
 from jetpower._process import child
 from jetpower.acquire.decode import Decoder, Reading
 from jetpower.acquire.energy import Integrator
 from jetpower.acquire.process import SamplerHandle
+from jetpower.acquire.samples_csv import RowFile
 from jetpower.acquire.samples_csv import Writer as SamplesWriter
-from jetpower.errors import SensorError
+from jetpower.errors import SensorError, storage_error
 from jetpower.log import get_logger
 from jetpower.sensors import SensorSet, discover, truthbus
 from jetpower.sensors.simulate import create_tree
 
 log = get_logger()
+
+SIM_PREFIX = "jetpower-sim-"
 
 
 @contextlib.asynccontextmanager
@@ -49,8 +50,8 @@ async def sensor_source(
     if source != "simulated":
         yield discover(root, source).select(tuple(rails or ()) or None, tuple(total or ()) or None)
         return
-    with tempfile.TemporaryDirectory(prefix="jetpower-sim-") as tmp:
-        tree = create_tree(Path(tmp))
+    with owned_temp_dir(SIM_PREFIX) as tmp:  # stale trees of dead owners are removed first
+        tree = create_tree(tmp)
         sensor = discover(tree, "simulated").select(
             tuple(rails or ()) or None, tuple(total or ()) or None
         )
@@ -125,7 +126,7 @@ class Recorder:
 
     async def __aenter__(self) -> Recorder:
         if self.samples_csv is not None:
-            self._fh = await aiofiles.open(self.samples_csv, "w", encoding="utf-8")
+            self._fh = RowFile(self.samples_csv)  # whole rows, never through a symlink
             header = self._writer.header()
             await self._fh.write(header)
             self.csv_bytes = len(header)
@@ -156,7 +157,12 @@ class Recorder:
         async with self._lock:
             if self._closed:  # the sampler's reader may be closed already
                 return 0
-            return await self._drain()
+            try:
+                return await self._drain()
+            except OSError as e:  # a sink's file (power log) on a full or read-only disk
+                if (err := storage_error(e)) is None:
+                    raise
+                raise err from None
 
     async def _drain(self) -> int:
         total = 0

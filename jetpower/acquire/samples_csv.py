@@ -19,6 +19,10 @@ numpy over the whole text: a campaign holds millions of rows.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from jetpower.acquire.decode import Reading
+from jetpower.errors import UsageError, storage_error
 from jetpower.sensors import SensorSet
 
 MAGIC = "# jetpower-samples v"
@@ -85,6 +90,65 @@ class Writer:
 
     def rows(self, readings: Sequence[Reading]) -> str:
         return "".join(map(self.row, readings))
+
+
+class RowFile:
+    """A samples file open for writing whole rows: each ``write`` is complete lines, sent with
+    unbuffered writes in a thread (never blocking the loop).  A write that fails (a full or
+    read-only disk) is undone, the file cut back to its last whole row, and raised as
+    :class:`~jetpower.errors.StorageError`.  Never opened through a symbolic link."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                               | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise UsageError(f"{path} is a symbolic link: jetpower never writes through one "
+                                 "out of a result directory") from None
+            raise _storage(path, e) from None
+        #: bytes in the file: all of them whole rows
+        self.size = 0
+
+    async def write(self, text: str) -> None:
+        await asyncio.to_thread(self._write, text.encode("ascii"))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self.size)
+            raise _storage(self.path, e) from None
+        self.size += len(data)
+
+    async def flush(self) -> None:
+        """Nothing is buffered: what was written can be read back."""
+
+    async def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def ends_torn(path: Path) -> bool:
+    """Whether ``path`` ends in a cut row (no final newline): its reader will drop that row."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False
+
+
+def _storage(path: Path, e: OSError) -> Exception:
+    return storage_error(e, path) or e
 
 
 @dataclass(frozen=True)

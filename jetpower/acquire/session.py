@@ -25,9 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jetpower._fs import owned_temp_dir, remove_stale
 from jetpower.acquire.decode import Decoder
-from jetpower.acquire.process import SamplerHandle, ring_bytes, ring_dir_parent, start_sampler
+from jetpower.acquire.process import (
+    SHM,
+    SamplerHandle,
+    ring_bytes,
+    ring_dir_parent,
+    start_sampler,
+)
 from jetpower.acquire.recorder import Recorder
+from jetpower.errors import JetpowerError
 from jetpower.timebase import Anchor
 
 
@@ -38,12 +46,21 @@ class Session:
     anchor: Anchor
 
 
+RING_PREFIX = "jetpower-ring-"
+
+
 @contextlib.contextmanager
 def ring_directory(capacity: int, nchan: int) -> Iterator[Path]:
-    """A private temporary directory for ring files, in shared memory where they fit."""
+    """A private temporary directory for ring files, in shared memory where they fit.
+
+    It records its owner's pid; rings left by owners that died without cleaning up (SIGKILL) are
+    removed first, from shared memory and the temporary directory alike (a ring can be GBs).
+    """
     parent = ring_dir_parent(ring_bytes(capacity, nchan))
-    with tempfile.TemporaryDirectory(prefix="jetpower-ring-", dir=parent) as tmp:
-        yield Path(tmp)
+    for place in {SHM, tempfile.gettempdir()} - {parent or tempfile.gettempdir()}:
+        remove_stale(Path(place), RING_PREFIX)
+    with owned_temp_dir(RING_PREFIX, parent) as tmp:
+        yield tmp
 
 
 @contextlib.asynccontextmanager
@@ -59,10 +76,20 @@ async def session(decoder: Decoder, ring: Path, samples_csv: Path | None, *, rat
             if sinks is not None:
                 rec.sinks = sinks
             pump = asyncio.ensure_future(rec.run())
+            # the pump failing (a full disk) ends the session's task at once, with its error
+            owner = asyncio.current_task()
+            pump.add_done_callback(lambda f: _stop_owner(f, owner))
             try:
                 yield Session(handle, rec, anchor)
             finally:
                 pump.cancel()
-                await asyncio.gather(pump, return_exceptions=True)
+                failed = (await asyncio.gather(pump, return_exceptions=True))[0]
                 if handle.alive:
                     await handle.stop()
+                if isinstance(failed, JetpowerError):
+                    raise failed from None
+
+
+def _stop_owner(pump: asyncio.Future[None], owner: asyncio.Task[Any] | None) -> None:
+    if owner is not None and not pump.cancelled() and pump.exception() is not None:
+        owner.cancel()

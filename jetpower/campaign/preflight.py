@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jetpower._fs import in_use_message, lock_holder
 from jetpower.acquire.process import SHM, ring_bytes, ring_dir_parent
 from jetpower.campaign.manifest import FORMAT as MANIFEST_FORMAT
 from jetpower.campaign.manifest import NAME as MANIFEST_NAME
@@ -211,6 +212,8 @@ def machine_problems(plan: Plan, root: Path = Path("/"), python: str = sys.execu
 def run_problems(plan: Plan, *, resume: bool) -> list[str]:
     """What ``run`` needs of the result directory: empty for a new run, a manifest to resume."""
     where = plan.result_dir
+    if where.is_dir() and (holder := lock_holder(where)) is not None:
+        return [f"run.result_dir: {in_use_message(where, holder, 'result directory')}"]
     if not resume:
         if where.is_dir() and any(where.iterdir()):
             return [f"run.result_dir: {str(where)!r} is not empty; jetpower never overwrites "

@@ -18,12 +18,20 @@ from typing import Any
 import structlog
 
 from jetpower._compat import TaskGroup
-from jetpower._fs import atomic_write_json, first_free, prepare_new_dir
+from jetpower._fs import (
+    DirLock,
+    atomic_write_json,
+    first_free,
+    in_use_message,
+    lock_holder,
+    prepare_new_dir,
+)
 from jetpower.acquire.decode import Decoder
 from jetpower.acquire.energy import METHOD as WINDOW_METHOD
 from jetpower.acquire.energy import read_segment, window_energies
 from jetpower.acquire.power_log import PowerLogSink
 from jetpower.acquire.recorder import Recorder, WindowSink, sensor_source
+from jetpower.acquire.samples_csv import ends_torn
 from jetpower.acquire.session import ring_directory
 from jetpower.campaign import environment, thermal
 from jetpower.campaign.manifest import Manifest
@@ -33,8 +41,10 @@ from jetpower.errors import (
     JetpowerError,
     SamplerError,
     SensorError,
+    StorageError,
     UploadError,
     UsageError,
+    storage_error,
 )
 from jetpower.log import get_logger, log_to_file
 from jetpower.plan import ModelPlan, Plan
@@ -49,6 +59,8 @@ IDLE_JSON = "idling_power.json"
 #: simulated runs: what the simulator did, for the report's self-check (docs/FORMATS.md)
 SIMULATOR_TRUTH = "jetpower_simulator_truth.json"
 WORKER_READY_TIMEOUT_S = 900.0
+#: bytes held in the lock file while a run lives, freed to write the manifest on a full disk
+STORAGE_RESERVE = 1 << 20
 
 # exit statuses of `jetpower run` (interruptions re-raise the signal instead)
 EXIT_OK = 0
@@ -56,6 +68,7 @@ EXIT_MODELS_FAILED = 1
 EXIT_SENSOR = 3
 EXIT_SAMPLER = 4
 EXIT_UPLOAD = 6
+EXIT_STORAGE = 7  # StorageError: a full or read-only result directory
 
 
 @dataclass
@@ -72,6 +85,7 @@ class Campaign:
         self.idle_temps: dict[str, float] = {}
         self.earlier_samples_files: list[str] = []  # of the sessions before a resume
         self._sampling: SamplingService | None = None
+        self._lock: DirLock | None = None
 
     @property
     def sampling(self) -> SamplingService:
@@ -96,21 +110,35 @@ class Campaign:
             from jetpower.upload import check_access
 
             check_access(str(plan.upload.repo))  # before anything is measured or written
-        manifest = self._open_result_dir()
-        log_to_file(self.result_dir / LOG_NAME)
-        structlog.contextvars.bind_contextvars(run=plan.run.name)
-        try:
-            return await self._run(manifest)
-        finally:
-            structlog.contextvars.unbind_contextvars("run")
-            log_to_file(None)
+        # one jetpower per result directory: held for the whole run (the kernel frees it on death)
+        with self._lock_result_dir() as self._lock:
+            manifest = self._open_result_dir()
+            log_to_file(self.result_dir / LOG_NAME)
+            structlog.contextvars.bind_contextvars(run=plan.run.name)
+            for name in self.earlier_samples_files:  # a run stopped mid-write: say what is lost
+                if ends_torn(self.result_dir / name):
+                    log.warning("samples_torn_row", file=name,
+                                reason="its last row was cut short when the run stopped; "
+                                "readers leave it out")
+            try:
+                return await self._run(manifest)
+            finally:
+                structlog.contextvars.unbind_contextvars("run")
+                log_to_file(None)
+
+    def _lock_result_dir(self) -> DirLock:
+        what = "result directory"
+        if not self.resume:
+            if self.result_dir.is_dir() and (holder := lock_holder(self.result_dir)):
+                raise UsageError(in_use_message(self.result_dir, holder, what))
+            prepare_new_dir(self.result_dir, what)
+        elif not self.result_dir.is_dir():
+            raise UsageError(f"--resume: result directory {str(self.result_dir)!r} does not exist")
+        return DirLock(self.result_dir, what, reserve=STORAGE_RESERVE)
 
     def _open_result_dir(self) -> Manifest:
         if not self.resume:
-            prepare_new_dir(self.result_dir, "result directory")
             return Manifest.new(self.result_dir, plan=self.plan.to_dict(), plan_text=self.plan.text)
-        if not self.result_dir.is_dir():
-            raise UsageError(f"--resume: result directory {str(self.result_dir)!r} does not exist")
         m = Manifest.load(self.result_dir)
         if m.data.get("status") == "complete":
             raise UsageError(f"{str(self.result_dir)!r} holds a complete run: nothing to resume")
@@ -129,6 +157,7 @@ class Campaign:
                  estimated_s=round(plan.estimated_seconds()))
         manifest.data["environment"] = environment.describe(self.root)
         exit_code = EXIT_OK
+        storage: StorageError | None = None
         try:
             async with sensor_source(root=self._sensor_root(), source=s.source, rails=s.rails,
                                      total=s.total_rail,
@@ -158,13 +187,22 @@ class Campaign:
             manifest.data["reason"] = str(e)
             log.error("run_failed", reason=str(e))
             exit_code = e.exit_code
+            storage = e if isinstance(e, StorageError) else None
         except Exception as e:  # a bug: say so in the manifest, never leave it "complete"
-            manifest.data["status"] = "failed"
-            manifest.data["reason"] = f"internal error: {type(e).__name__}: {e}"
-            log.exception("run_failed", reason=manifest.data["reason"])
-            raise
+            if (err := storage_error(e)) is not None:  # a full or read-only disk, untranslated
+                manifest.data["status"] = "failed"
+                manifest.data["reason"] = str(err)
+                log.error("run_failed", reason=str(err))
+                storage = err
+            else:
+                manifest.data["status"] = "failed"
+                manifest.data["reason"] = f"internal error: {type(e).__name__}: {e}"
+                log.exception("run_failed", reason=manifest.data["reason"])
+                raise
         finally:
             await asyncio.shield(self._finish(manifest))
+        if storage is not None:  # the CLI says it in one line on stderr, and exits with 7
+            raise storage
         if exit_code == EXIT_OK and plan.upload.enabled and manifest.data["status"] == "complete":
             exit_code = await self._upload()
         return exit_code
@@ -453,7 +491,12 @@ class Campaign:
                 m.checksum([p])
         statuses = [e.get("status") for e in m.data["models"].values()]
         m.data["summary"] = {s: statuses.count(s) for s in sorted({str(x) for x in statuses})}
-        m.write()
+        try:
+            m.write()
+        except StorageError:  # a full disk: the reserve makes room for the manifest's last words
+            if self._lock is None or not self._lock.free_reserve():
+                raise
+            m.write()
         event = "run_finished" if m.data["status"] != "interrupted" else "run_interrupted"
         log.info(event, status=m.data["status"], models=m.data["summary"],
                  sampler=m.data.get("sampler_totals"), result_dir=str(self.result_dir))
@@ -524,4 +567,4 @@ def _unwrap(error: Exception) -> Exception:
         found = _unwrap(e)
         if isinstance(found, JetpowerError):
             return found
-    return error
+    return storage_error(error) or error

@@ -8,11 +8,13 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from jetpower._fs import atomic_write_json, check_creatable, prepare_new_dir
+from jetpower._process import child
 from jetpower.acquire.decode import Decoder
 from jetpower.acquire.power_log import PowerLogSink
 from jetpower.acquire.process import DEFAULT_CAPACITY
@@ -109,9 +111,32 @@ def _check_out(out: Path) -> None:
     check_creatable(out, "--out directory")
 
 
-async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, Any], int]:
+async def _sample(args: argparse.Namespace, cmd: list[str],
+                  caught: list[int]) -> tuple[dict[str, Any], int]:
+    log = get_logger()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: int) -> None:  # like `run`: stop, flush, summary, exit with the signal
+        if not caught:
+            caught.append(sig)
+            log.warning("sample_interrupted", signal=signal.Signals(sig).name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await _sample_until(args, cmd, stop, caught)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _sample_until(args: argparse.Namespace, cmd: list[str], stop: asyncio.Event,
+                        caught: list[int]) -> tuple[dict[str, Any], int]:
     log = get_logger()
     source = "simulated" if args.simulate else args.source
+    command: list[asyncio.subprocess.Process] = []
     async with sensor_source(
         root=args.root, source=source, rails=args.rails, total=args.total
     ) as sensor:
@@ -129,17 +154,22 @@ async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, A
                     cpu=info.cpu,
                     sched=info.sched_policy,
                     simulated=sensor.simulated,
+                    pid=s.handle.proc.pid,
                 )
-                status = 0
                 start = monotonic_ns()
                 window = WindowSink(start, rule=decoder.integration_rule, before=s.recorder.last)
                 plog = PowerLogSink(out / "power_log.log", s.anchor, start)
                 s.recorder.sinks += [window, plog]
                 try:
-                    if cmd:
-                        status = await _run_command(cmd, quiet_stdout=args.json)
-                    else:
-                        await asyncio.sleep(args.seconds)
+                    work = asyncio.ensure_future(
+                        _run_command(cmd, command, quiet_stdout=args.json) if cmd
+                        else asyncio.sleep(args.seconds))
+                    stopped = asyncio.ensure_future(stop.wait())
+                    await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                    stopped.cancel()
+                    if not work.done():  # a signal: the command is stopped and reaped first
+                        work.cancel()
+                    await asyncio.gather(work, return_exceptions=True)
                 finally:
                     end = monotonic_ns()
                     window.end_ns = plog.end_ns = end
@@ -147,9 +177,16 @@ async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, A
                     report = await s.handle.stop()
                     counters = s.handle.reader.counters()
             await plog.close()
+    status = 0
+    if command and command[0].returncode is not None:
+        status = command[0].returncode
+        if status < 0:  # killed by a signal: the shell's convention
+            status = 128 - status
     integ = window.integrator
     span = integ.span_s
     summary: dict[str, Any] = {
+        "status": "interrupted" if caught else "complete",
+        "interrupted_by": caught[0] if caught else None,
         "samples": integ.count,
         "rate_hz": (integ.count - 1) / span if span > 0 and integ.count > 1 else 0.0,
         "avg_power_uw": integ.mean_uw,
@@ -179,17 +216,17 @@ async def _sample(args: argparse.Namespace, cmd: list[str]) -> tuple[dict[str, A
     return summary, status
 
 
-async def _run_command(cmd: list[str], *, quiet_stdout: bool) -> int:
-    # The command keeps the terminal (stdin, stderr) and our process group; with --json its
-    # stdout goes to our stderr, so that our stdout is the one JSON object and nothing else.
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, stdout=sys.stderr.fileno() if quiet_stdout else None)
-    try:
+async def _run_command(cmd: list[str], started: list[asyncio.subprocess.Process], *,
+                       quiet_stdout: bool) -> int:
+    # Owned like every child (stopped and reaped on every path, SIGTERMed by the kernel should we
+    # be SIGKILLed), but it is the user's: it keeps the terminal (stdin, stderr), our process
+    # group and the user's environment whole; with --json its stdout goes to our stderr, so that
+    # our stdout is the one JSON object and nothing else.
+    async with child(cmd, name="command", stdout=sys.stderr.fileno() if quiet_stdout else None,
+                     stdin=None, stderr_pipe=False, new_session=False, secrets=True,
+                     die_with_us=True) as proc:
+        started.append(proc)
         return await proc.wait()
-    except asyncio.CancelledError:
-        proc.terminate()
-        await proc.wait()
-        raise
 
 
 def _human(s: dict[str, Any]) -> str:
@@ -207,6 +244,8 @@ def _human(s: dict[str, Any]) -> str:
         f"missed deadlines  {s['missed_deadlines']}",
         f"sampler CPU       {f(s['cpu_seconds'], '.3f')} s ({s['priority']}, CPU {s['cpu']})",
     ]
+    if s.get("status") == "interrupted":
+        lines.insert(0, f"INTERRUPTED by {signal.Signals(s['interrupted_by']).name}")
     if "exit_status" in s:
         lines.append(f"command status    {s['exit_status']}")
     return "\n".join(x for x in lines if x is not None)
@@ -214,7 +253,8 @@ def _human(s: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cmd = _check(args)
-    summary, status = asyncio.run(_sample(args, cmd))
+    caught: list[int] = []
+    summary, status = asyncio.run(_sample(args, cmd, caught))
     if args.json:
         keys = (
             "samples",
@@ -229,4 +269,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**{k: summary[k] for k in keys}, **summary}))
     else:
         print(_human(summary))
+    if caught:
+        # Interrupted: the summary is written and printed; let the shell see the signal.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(caught[0], signal.SIG_DFL)
+        os.kill(os.getpid(), caught[0])
     return status

@@ -37,6 +37,7 @@ from jetpower.plan._schema import (
     check_result_dir,
     show,
 )
+from jetpower.sensors import SOURCES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,7 +73,6 @@ ORIGINAL_MODELS = (
     "convnext_base",
 )  # fmt: skip
 
-SOURCES = ("auto", "ina3221", "ina3221x", "nvml", "rapl", "hwmon", "simulated")
 COOLDOWN_MODES = ("fixed", "thermal")
 _DAY = 86_400.0
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", re.ASCII)

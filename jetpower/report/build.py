@@ -12,11 +12,12 @@ or /dev, or one that cannot be created, is refused before anything is read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from jetpower.report._errors import ResultError
 from jetpower.report.analyse import Report, analyse
@@ -83,16 +84,33 @@ def _previous_report(out: Path) -> dict[str, object] | None:
 def prepare_out(out: Path) -> None:
     """Make ``out`` ready for a report, or raise :class:`ResultError` (see module doc)."""
     prev = _previous_report(out)
+    plots = out / PLOTS
     if prev is not None:
+        # Nothing is resolved and no link is followed: a planted ``plots`` link (or a listed
+        # name that is a link) is removed itself, never what it points to.
+        if plots.is_symlink():
+            plots.unlink()
         files = prev.get("files")
         for rel in [*(files if isinstance(files, list) else []), MARKER]:
-            p = (out / rel).resolve()
-            if p.parent == out.resolve() or p.parent == (out / PLOTS).resolve():
-                p.unlink(missing_ok=True)
-        plots = out / PLOTS
-        if plots.is_dir() and not any(plots.iterdir()):
-            plots.rmdir()
-    (out / PLOTS).mkdir(parents=True, exist_ok=True)
+            if (own := _own_file(out, str(rel))) is not None:
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    own.unlink()
+        if plots.is_dir():
+            for p in plots.iterdir():  # links in our plots/ are not data: never write through
+                if p.is_symlink():
+                    p.unlink()
+            if not any(plots.iterdir()):
+                plots.rmdir()
+    plots.mkdir(parents=True, exist_ok=True)
+
+
+def _own_file(out: Path, rel: str) -> Path | None:
+    """``out/rel`` when ``rel`` names a file a report writes (``NAME`` or ``plots/NAME``)."""
+    parts = PurePosixPath(rel).parts
+    shaped = len(parts) == 1 or (len(parts) == 2 and parts[0] == PLOTS)
+    if shaped and not any(x in {"", ".", "..", "/"} for x in parts):
+        return out.joinpath(*parts)
+    return None
 
 
 def _safe(name: str) -> str:

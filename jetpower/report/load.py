@@ -12,6 +12,7 @@ Every time in a :class:`ResultData` is float seconds since ``origin_ns`` on one 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,10 @@ def _versioned(path: Path, fmt: str) -> dict[str, Any]:
             f"(this jetpower reads version {KNOWN_VERSIONS[fmt]})"
         )
     return d
+
+
+#: a directory (or file) an earlier attempt was moved to by ``--resume``: ``<name>.attempt-<k>``
+_ASIDE = re.compile(r"\.attempt-\d+$")
 
 
 def _is_model_dir(d: Path) -> bool:
@@ -319,7 +324,11 @@ def load_result(path: str | Path) -> ResultData:
         notes.append(f"{IDLE} missing")
 
     entries = (manifest or {}).get("models") or {}
-    dirs = {d.name: d for d in root.iterdir() if d.is_dir() and _is_model_dir(d)}
+    dirs = {d.name: d for d in root.iterdir() if d.is_dir() and _is_model_dir(d)
+            and not _ASIDE.search(d.name)}
+    aside = sorted(d.name for d in root.iterdir() if d.is_dir() and _ASIDE.search(d.name))
+    if aside:
+        notes.append(f"earlier attempts set aside by --resume, not reported: {', '.join(aside)}")
     if manifest is None and idle_file is None and not dirs:
         raise ResultError(f"{root}: not a result directory (no {IDLE}, {MANIFEST} or model dirs)")
     if anchor is not None:

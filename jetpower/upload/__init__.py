@@ -18,6 +18,7 @@ import os
 import posixpath
 import shlex
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
+from jetpower._fs import LOCK_FILE
 from jetpower.errors import UploadError, UsageError
 from jetpower.log import get_logger
 
@@ -280,13 +282,36 @@ def _load_client() -> ModuleType:
 
 
 def _token(dg: ModuleType) -> Secret:
-    secret: Secret = dg.Secret(os.environ.get(TOKEN_ENV, "").strip())
+    raw = os.environ.get(TOKEN_ENV, "")
+    _refuse_unprintable(raw.strip(" "))
+    secret: Secret = dg.Secret(raw.strip(" "))
     if not secret:
         raise UploadError(
             f"{TOKEN_ENV} is not set: create a token in your DagsHub user settings (Tokens) and "
             f"export it as {TOKEN_ENV} (in a container: docker run -e {TOKEN_ENV} ...)"
         )
     return secret
+
+
+_CHAR_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\0": "a NUL"}
+
+
+def _refuse_unprintable(token: str) -> None:
+    """Refuse, before it is used, a token with characters a header cannot carry verbatim.
+
+    A newline (a token pasted from a file, ``$(cat token)`` of a file with two lines) would be
+    escaped by the HTTP client in its errors (``\\n``), and the escaped form slips past the
+    redaction of the token.  The message names the kinds of character and their count, never
+    the token nor any part of it.
+    """
+    bad = [c for c in token if not (c.isascii() and c.isprintable()) or c.isspace()]
+    if not bad:
+        return
+    kinds = sorted({_CHAR_NAMES.get(c, "a control or non-ASCII character") for c in bad})
+    raise UploadError(
+        f"{TOKEN_ENV} holds {len(bad)} character(s) a token cannot contain ({', '.join(kinds)}); "
+        "it was not used, and is not shown: set it again to the token alone, on one line"
+    )
 
 
 def _host(host: str | None) -> str:
@@ -326,12 +351,29 @@ def _relative(path: str, remote: str) -> str:
 
 
 def _local_files(root: Path) -> list[tuple[str, Path, int]]:
-    """(path relative to ``root`` in POSIX form, path, size) of every regular file, sorted."""
+    """(path relative to ``root`` in POSIX form, path, size) of every regular file, sorted.
+
+    Symbolic links are never followed (a link could send a file from outside the result
+    directory): each one is skipped with a warning.  The run's lock file is not data.
+    """
     found = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            found.append((path.relative_to(root).as_posix(), path, path.stat().st_size))
-    return found
+    skipped = []
+    for top, dirs, names in os.walk(root, followlinks=False):
+        here = Path(top)
+        for name in [*dirs, *names]:
+            path = here / name
+            if path.is_symlink():
+                skipped.append(path.relative_to(root).as_posix())
+        for name in names:
+            path = here / name
+            st = path.lstat()
+            if not stat.S_ISREG(st.st_mode) or (here == root and name == LOCK_FILE):
+                continue
+            found.append((path.relative_to(root).as_posix(), path, st.st_size))
+    for rel in sorted(skipped):
+        get_logger().warning("upload_symlink_skipped", path=rel,
+                             reason="symbolic links are not followed out of the result directory")
+    return sorted(found)
 
 
 def _batches(files: list[tuple[str, Path, int]]) -> Iterator[list[tuple[str, Path, int]]]:

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import logging
+import os
+import urllib.parse
 from collections.abc import Callable, Generator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -53,6 +56,11 @@ _vendor_config.quiet = True
 _vendor_config.disable_analytics = True
 
 
+def _open_nofollow(path: Path) -> BinaryIO:
+    """``path`` opened for reading, refusing a symbolic link (one planted after the listing)."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
+
+
 class Secret:
     """A token that never shows itself: not in ``repr`` (tracebacks with locals), not in ``str``."""
 
@@ -65,8 +73,15 @@ class Secret:
         return self._value
 
     def redact(self, text: str) -> str:
-        """``text`` with every occurrence of the token replaced by ``***``."""
-        return text.replace(self._value, "***") if self._value else text
+        """``text`` with every occurrence of the token replaced by ``***``: as it is, and as
+        ``repr``, JSON and URL quoting spell it (a client's error may show any of them)."""
+        if not self._value:
+            return text
+        forms = {self._value, repr(self._value)[1:-1], json.dumps(self._value)[1:-1],
+                 urllib.parse.quote(self._value, safe="")}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "***")
+        return text
 
     def __bool__(self) -> bool:
         return bool(self._value)
@@ -220,7 +235,7 @@ class Session:
         def send() -> None:
             with ExitStack() as stack:
                 handles: list[tuple[str, BinaryIO]] = [
-                    (remote, stack.enter_context(local.open("rb"))) for remote, local in files
+                    (remote, stack.enter_context(_open_nofollow(local))) for remote, local in files
                 ]
                 put(
                     repo,
