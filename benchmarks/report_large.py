@@ -1,8 +1,11 @@
 """Time ``jetpower report`` on a large synthetic run: 30000 profiled runs x 200 layers, 1 kHz trace.
 
-    .venv/bin/python benchmarks/report_large.py [--runs N] [--layers N] [--keep DIR]
+    .venv/bin/python benchmarks/report_large.py [--runs N] [--layers N] [--sensor S] [--keep DIR]
 
-Generates the run in a temporary directory (tests/synthetic.py, jetpower layout), then builds the
+Generates the run in a temporary directory (``--sensor point``: tests/synthetic.py, a point-like
+source, jetpower layout; ``--sensor ina3221``: tests/ina3221_truth.py through the INA3221
+physics, 200 layers of ~40 us, written by tests/ina3221_result.py with a reading model and per-read
+stamps, so the report runs the schedule fit and the window-mean estimator), then builds the
 report in a fresh child process so its peak RSS is the report's alone.  Prints the seconds of each
 stage (load, attribute, plot, write, total) and the child's peak RSS.
 """
@@ -28,8 +31,10 @@ def _child(result: Path) -> None:
     res = build_report(result, result.parent / "report")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     layers = sum(len(m.layers) for m in res.report.models)
+    methods = sorted({m.layer_method for m in res.report.models})
     refused = sum(r.energy.energy_j is None for m in res.report.models for r in m.layers)
     print(json.dumps({**res.seconds, "peak_rss_mib": rss, "layers": layers, "refused": refused,
+                      "methods": methods,
                       "samples": int(res.report.data.t.size)}))  # fmt: skip
 
 
@@ -38,6 +43,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30000)
     ap.add_argument("--layers", type=int, default=200)
     ap.add_argument("--keep", type=Path, default=None, help="write here and keep it")
+    ap.add_argument("--sensor", choices=("point", "ina3221"), default="point")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child is not None:
@@ -63,7 +69,14 @@ def main() -> None:
     base = Path(tmp.name) if tmp is not None else a.keep
     try:
         t = time.perf_counter()
-        write_result(base / "result", [model], idle_s=120.0, cooldown_s=10.0)
+        if a.sensor == "point":
+            write_result(base / "result", [model], idle_s=120.0, cooldown_s=10.0)
+        else:
+            from tests.ina3221_result import write_ina3221_result
+            from tests.ina3221_truth import deep_200, generate, resnet18_like
+
+            w = deep_200(a.runs) if a.layers == 200 else resnet18_like(a.runs)
+            write_ina3221_result(base / "result", generate(w, seed=3))
         gen = time.perf_counter() - t
         size = sum(f.stat().st_size for f in (base / "result").rglob("*") if f.is_file())
         print(f"generated {a.runs} runs x {a.layers} layers in {gen:.1f} s "
@@ -73,7 +86,8 @@ def main() -> None:
             check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"samples {r['samples']}, layers {r['layers']} ({r['refused']} with too few samples)")
+        print(f"samples {r['samples']}, layers {r['layers']} ({r['refused']} refused), "
+              f"estimator {', '.join(r['methods'])}")
         for k in ("load", "attribute", "plot", "write", "total"):
             print(f"{k:>10}: {r[k]:7.2f} s")
         print(f"  peak RSS: {r['peak_rss_mib']:7.0f} MiB")

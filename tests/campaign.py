@@ -224,7 +224,7 @@ def samples(result_dir: Path, name: str = "jetpower_samples.csv") -> list[dict[s
     import csv
 
     lines = (result_dir / name).read_text().splitlines()
-    assert lines[0] == "# jetpower-samples v1"
+    assert lines[0] == "# jetpower-samples v2"
     rows = list(csv.DictReader(lines[1:]))
     for r in rows:
         int(r["t_ns"])

@@ -344,7 +344,11 @@ def write_result(
         _write_json(root / "jetpower_manifest.json", {
             "format": "jetpower.manifest", "version": 1, "status": "complete",
             "simulated": simulated, "anchor": anchor.to_dict(), "plan": {}, "plan_text": "",
-            "sensor": {"source": "simulated", "board": "synthetic", "rails": ["VDD_IN"],
+            # the synthetic sampler reads the instantaneous power (no conversion, no hold):
+            # its rail says so, so the report picks the point estimator
+            "sensor": {"source": "synthetic", "board": "synthetic", "rails": [{
+                "label": "VDD_IN", "derivation": "v_x_i", "reading_models": {
+                    "voltage": {"kind": "instant"}, "current": {"kind": "instant"}}}],
                        "total": {"rail": "VDD_IN"}},
             "phases": phases, "idle": {"avg_power_uw": idle_uw, "samples": int(idle_hi - idle_lo)},
             "models": models_m,

@@ -61,7 +61,7 @@ def test_sample_seconds_simulated(tmp_path: Path) -> None:
 
     assert all(re.fullmatch(r"\d{8}-\d\d:\d\d:\d\d\.\d{6},\d+,\d+", ln) for ln in lines)
     csv = (out / "samples.csv").read_text().splitlines()
-    assert csv[0] == "# jetpower-samples v1"
+    assert csv[0] == "# jetpower-samples v2"
     assert csv[1].startswith("t_ns,VDD_IN_mV,VDD_IN_mA,VDD_IN_uW") and csv[1].endswith("total_uW")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["simulated"] is True and summary["format"] == "jetpower.sample-summary"

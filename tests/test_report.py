@@ -183,8 +183,8 @@ def test_unknown_versions_rejected(tmp_path: Path) -> None:
         load_result(root)
     (root / "jetpower_manifest.json").write_text(json.dumps(man))
     csvp = root / "jetpower_samples.csv"
-    csvp.write_text(csvp.read_text().replace("# jetpower-samples v1", "# jetpower-samples v2", 1))
-    with pytest.raises(ResultError, match="'2' unknown"):
+    csvp.write_text(csvp.read_text().replace("# jetpower-samples v1", "# jetpower-samples v9", 1))
+    with pytest.raises(ResultError, match="'9' unknown"):
         load_result(root)
 
 

@@ -41,8 +41,9 @@ def test_complete_run_layout(complete: dict[str, Any]) -> None:
     r, d = complete["proc"], complete["dir"]
     assert r.returncode == 0, r.stderr
     top = {p.name for p in d.iterdir()}
+    # a simulated run also keeps the simulator's truth file (the report's self-check)
     assert top == {"idling_power.json", "jetpower_manifest.json", "jetpower_samples.csv",
-                   "run.log.jsonl", *MODELS}
+                   "jetpower_simulator_truth.json", "run.log.jsonl", *MODELS}
     for m in MODELS:
         files = {str(p.relative_to(d / m)) for p in (d / m).rglob("*") if p.is_file()}
         assert {f"{m}_power_log.log", f"{m}_tensorrt.json", "trt_profiling/trt_engine_info.json",

@@ -42,6 +42,10 @@ class Reading:
     log_mv: int | None  # the power log's two columns (see Decoder.log_columns_note)
     log_ma: float | None
     energy_uj: tuple[int | None, ...] = ()  # per rail: its energy counter in uJ (None: no counter)
+    #: per rail: CLOCK_MONOTONIC (start, end) of the read of its reading channel (the current for
+    #: v_x_i, else the power or the counter); None where the ring has no per-read stamps (v1) or
+    #: the read was not attempted
+    read_ns: tuple[tuple[int, int] | None, ...] = ()
 
 
 class Decoder:
@@ -51,6 +55,7 @@ class Decoder:
         self.sensor = sensor
         index = {c.name: k for k, c in enumerate(sensor.channels)}
         self._rails = []
+        self._stamp_of: list[int] = []  # per rail: the channel whose read stamps it carries
         self._energy: list[tuple[int, int, int | None]] = []  # (channel, to uJ, wrap in uJ)
         for r in sensor.rails:
             vi = index[r.voltage.name] if r.voltage else None
@@ -58,6 +63,9 @@ class Decoder:
             pi = index[r.power.name] if r.power else None
             scale = _TO_UW.get(r.power.unit, 1) if r.power else 1
             self._rails.append((vi, ii, pi, scale))
+            main = ii if ii is not None else pi
+            self._stamp_of.append(main if main is not None else index[r.energy.name]
+                                  if r.energy is not None else -1)
             if r.energy is not None:
                 escale = _TO_UJ[r.energy.unit]
                 wrap = r.energy.wrap * escale if r.energy.wrap else None
@@ -193,7 +201,8 @@ class Decoder:
         energy_spec = self._energy
         counter = self._counter
         any_energy = any(self._has_energy)
-        for rec in records:
+        stamps = _read_stamps(records, self._stamp_of)
+        for n, rec in enumerate(records):
             valid = rec[3]
             vals = rec[4:]
             t_ns = (rec[1] + rec[2]) // 2
@@ -226,7 +235,24 @@ class Decoder:
             else:
                 log_mv = first[0]
                 log_ma = None if total is None or not log_mv else total / log_mv
-            yield Reading(t_ns, tuple(rails), total, log_mv, log_ma, tuple(energy))
+            yield Reading(t_ns, tuple(rails), total, log_mv, log_ma, tuple(energy),
+                          stamps[n] if stamps is not None else ())
+
+
+def _read_stamps(records: Iterable[tuple[int, ...]], chans: list[int]
+                 ) -> list[tuple[tuple[int, int] | None, ...]] | None:
+    """Per record, per rail: (start, end) of its reading channel's read, from a ring v2 batch
+    (:class:`jetpower._native.Records`); None for plain tuples (no per-read stamps)."""
+    arr = getattr(records, "array", None)
+    names = getattr(getattr(arr, "dtype", None), "names", None) or ()
+    if arr is None or "read_start_ns" not in names:
+        return None
+    rs = arr["read_start_ns"].tolist()
+    re_ = arr["read_end_ns"].tolist()
+    out: list[tuple[tuple[int, int] | None, ...]] = []
+    for a, b in zip(rs, re_):
+        out.append(tuple((a[c], b[c]) if c >= 0 and (a[c] or b[c]) else None for c in chans))
+    return out
 
 
 class Batch(Sequence[Reading]):

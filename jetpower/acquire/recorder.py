@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +28,7 @@ from jetpower.acquire.samples_csv import RowFile
 from jetpower.acquire.samples_csv import Writer as SamplesWriter
 from jetpower.errors import SensorError, storage_error
 from jetpower.log import get_logger
-from jetpower.sensors import SensorSet, discover
+from jetpower.sensors import SensorSet, discover, truthbus
 from jetpower.sensors.simulate import create_tree
 from jetpower.timebase import monotonic_ns
 
@@ -43,8 +44,13 @@ async def sensor_source(
     source: str = "auto",
     rails: Sequence[str] | None = None,
     total: Sequence[str] | None = None,
+    truth: Path | None = None,
 ) -> AsyncIterator[SensorSet]:
-    """The sensor to sample; for ``simulated``, a fake tree and its generator for the block."""
+    """The sensor to sample; for ``simulated``, a fake tree and its generator for the block.
+
+    Simulated only: the generator follows a truth bus created here (the yielded sensor's
+    ``truth_bus``, for the workers' config), and with ``truth`` writes the simulator truth file
+    there (docs/FORMATS.md, "Simulator truth")."""
     if source != "simulated":
         yield discover(root, source).select(tuple(rails or ()) or None, tuple(total or ()) or None)
         return
@@ -53,7 +59,10 @@ async def sensor_source(
         sensor = discover(tree, "simulated").select(
             tuple(rails or ()) or None, tuple(total or ()) or None
         )
-        argv = [sys.executable, "-m", "jetpower.sensors.simulate", str(tree)]
+        bus = truthbus.create(Path(tmp) / "truth.bus")
+        sensor = replace(sensor, truth_bus=bus)
+        argv = [sys.executable, "-m", "jetpower.sensors.simulate", str(tree), "--truth-bus",
+                str(bus), *(["--truth", str(truth)] if truth is not None else [])]
         async with child(argv, name="simulator", stdout=asyncio.subprocess.PIPE, grace=2.0) as p:
             assert p.stdout is not None
             try:

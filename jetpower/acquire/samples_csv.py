@@ -2,9 +2,14 @@
 writer and its one reader.
 
 ```
-# jetpower-samples v1
-t_ns,<RAIL>_mV,<RAIL>_mA,<RAIL>_uW[,<RAIL>_uJ],...,total_uW
+# jetpower-samples v2
+t_ns,<RAIL>_mV,<RAIL>_mA,<RAIL>_uW[,<RAIL>_uJ],<RAIL>_read_start_ns,<RAIL>_read_end_ns,...,total_uW
 ```
+
+v2 adds, per rail, the CLOCK_MONOTONIC start and end of the read of its reading channel (the
+current file of a mV x mA rail, else its power or counter), from the ring v2 records: where a
+window-mean value was latched (docs/FORMATS.md).  Empty where the ring had no stamp.  v1 files
+(without those columns) stay readable: :func:`read` takes both.
 
 Rows are appended whole (one write of complete lines).  A process killed mid-write, or a file
 read while it is still being written, can end in a cut line: the reader drops a cut *last* row and
@@ -30,7 +35,9 @@ from jetpower.errors import UsageError, storage_error
 from jetpower.sensors import SensorSet
 
 MAGIC = "# jetpower-samples v"
-VERSION = 1
+VERSION = 2
+#: versions :func:`read` accepts (1: no per-read stamps)
+READABLE = ("1", "2")
 HEADER_LINE = f"{MAGIC}{VERSION}"
 
 I64 = npt.NDArray[np.int64]
@@ -50,6 +57,7 @@ def columns(sensor: SensorSet) -> list[str]:
         out.append(f"{r.label}_uW")
         if r.energy is not None:
             out.append(f"{r.label}_uJ")
+        out += [f"{r.label}_read_start_ns", f"{r.label}_read_end_ns"]
     out.append("total_uW")
     return out
 
@@ -75,6 +83,8 @@ class Writer:
             if self._has_energy[k]:
                 uj = r.energy_uj[k] if k < len(r.energy_uj) else None
                 cells.append("" if uj is None else str(uj))
+            st = r.read_ns[k] if k < len(r.read_ns) else None
+            cells += ("", "") if st is None else (str(st[0]), str(st[1]))
         cells.append("" if r.total_uw is None else f"{r.total_uw:.0f}")
         return ",".join(cells) + "\n"
 
@@ -235,9 +245,9 @@ def read(path: Path, *, offset: int = 0, want: Sequence[str] = ("total_uW",),
             raise SamplesFileError(f"{path}: not a jetpower samples file (first line "
                                    f"{first[:60]!r}; expected {HEADER_LINE!r})")
         version = first[len(MAGIC):]
-        if version != str(VERSION):
+        if version not in READABLE:
             raise SamplesFileError(f"{path}: samples format version {version!r} unknown (this "
-                                   f"jetpower reads v{VERSION})")
+                                   f"jetpower reads v{', v'.join(READABLE)})")
         header = f.readline().decode("ascii", "replace").rstrip("\r\n")
         if not header:
             raise SamplesFileError(f"{path}: no header line")

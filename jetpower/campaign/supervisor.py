@@ -56,6 +56,8 @@ log = get_logger()
 
 LOG_NAME = "run.log.jsonl"
 IDLE_JSON = "idling_power.json"
+#: simulated runs: what the simulator did, for the report's self-check (docs/FORMATS.md)
+SIMULATOR_TRUTH = "jetpower_simulator_truth.json"
 WORKER_READY_TIMEOUT_S = 900.0
 #: bytes held in the lock file while a run lives, freed to write the manifest on a full disk
 STORAGE_RESERVE = 1 << 20
@@ -158,7 +160,8 @@ class Campaign:
         storage: StorageError | None = None
         try:
             async with sensor_source(root=self._sensor_root(), source=s.source, rails=s.rails,
-                                     total=s.total_rail) as sensor:
+                                     total=s.total_rail,
+                                     truth=self.result_dir / SIMULATOR_TRUTH) as sensor:
                 self.sensor = sensor
                 manifest.data["simulated"] = sensor.simulated
                 manifest.data["sensor"] = sensor.to_dict()
@@ -419,6 +422,9 @@ class Campaign:
                 warmup=mp.warmup, runs=mp.runs, profile_runs=mp.profile_runs,
                 optimization_level=mp.optimization_level, min_block_size=mp.min_block_size,
                 anchor=self.anchor.to_dict(),
+                layer_energy=mp.layer_energy, layer_energy_precision=mp.layer_energy_precision,
+                layer_energy_max_seconds=mp.layer_energy_max_seconds,
+                truth_bus=_truth_bus(self.sensor),
             )
             cfg_path = cfg.write(mdir / "jetpower_worker_config.json")
             rate = self.plan.sampler.rate_hz
@@ -568,6 +574,13 @@ def _windows(phases: dict[str, dict[str, int]]) -> dict[str, tuple[int, int]]:
 PROBE_SECONDS = 1.0
 #: the worker windows whose samples a model's figures rest on: a gap there fails the model
 GAP_CHECKED_PHASES = ("timing", "profiling")
+
+
+def _truth_bus(sensor: SensorSet | None) -> str | None:
+    """The simulated sensor's truth bus for a worker's config (None on every real source)."""
+    if sensor is None or not sensor.simulated or sensor.truth_bus is None:
+        return None
+    return str(sensor.truth_bus)
 
 
 def _time_method(sensor: SensorSet) -> dict[str, Any]:

@@ -82,6 +82,8 @@ class LayerEnergy:
     energy_j: float | None
     ci_energy_j: float | None
     note: str = ""
+    #: the estimator behind energy_j ("in-window" here; report/layer_energy.py names the others)
+    method: str = "in-window"
 
 
 def latency_stats(x: npt.ArrayLike) -> LatencyStats:

@@ -302,7 +302,7 @@ def _search_offset(p: _Problem, rng_ns: tuple[float, float], point: bool, n_sub:
         off = float(np.clip(off, best - step, best + step))
     # se: Gauss-Newton variance 2 s^2 / RSS'' with RSS = n x mean residual
     n = sub.size
-    se = math.sqrt(2.0 * f0 / (n * curv)) if curv > 0 else math.inf
+    se = math.sqrt(2.0 * max(f0, 0.0) / (n * curv)) if curv > 0 else math.inf
     return float(off), se, sorted(cache.items())
 
 

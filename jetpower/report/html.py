@@ -72,6 +72,8 @@ def render_html(rep: Any, out: Path, images: dict[str, str], layer_rows_shown: i
               "such.</p>")
     if sim:
         parts.append(banner)
+    if n.get("self_check"):
+        parts.append(f'<p class="sim"><b>{_e(n["self_check"].get("line", ""))}</b></p>')
     s = n["settings"]
     parts.append(f'<p class="meta">result directory <code>{_e(d.path)}</code>; clock '
                  f"{_e(d.clock)}; {d.t.size} power samples from {_e(d.trace_source)}; source "

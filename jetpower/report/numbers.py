@@ -42,6 +42,10 @@ def _model(r: ModelReport) -> dict[str, Any]:
         "latency_p5_s": _f(lat.p5) if lat else None,
         "latency_p95_s": _f(lat.p95) if lat else None,
         "throughput_per_s": _f(r.throughput_per_s),
+        "layer_method": r.layer_method,
+        "layer_reading": r.layer_reading,
+        "layer_reason": r.layer_reason,
+        "layer_diagnostics": _clean(r.layer_diagnostics),
         "layers": [
             {
                 "index": x.index,
@@ -50,6 +54,9 @@ def _model(r: ModelReport) -> dict[str, Any]:
                 "runs": x.latency.n,
                 "latency_mean_s": _f(x.latency.mean),
                 "latency_ci_s": _f(x.latency.ci),
+                "latency_median_s": _f(x.latency.median),
+                "equations": x.energy.n_samples,
+                "method": x.energy.method,
                 "power_samples": x.energy.n_samples,
                 "power_net_w": _f(x.energy.mean_net_w),
                 "power_net_ci_w": _f(x.energy.ci_net_w),
@@ -72,7 +79,19 @@ def report_numbers(rep: Report) -> dict[str, Any]:
                  "source": i.source},
         "models": [_model(r) for r in rep.models],
         "settings": run_settings(rep.data),
+        "self_check": _clean(rep.self_check),
     }
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: non-finite floats become None, recursively."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
 
 
 def _get(d: Any, *keys: str) -> Any:

@@ -30,7 +30,14 @@ MODEL_COLUMNS = [
 LAYER_COLUMNS = [
     "model", "index", "layer", "type", "runs", "latency_mean_ms", "latency_ci_ms",
     "latency_median_ms", "latency_p5_ms", "latency_p95_ms", "power_samples", "power_net_w",
-    "power_net_ci_w", "energy_uj", "energy_ci_uj", "note",
+    "power_net_ci_w", "energy_uj", "energy_ci_uj", "note", "method", "equations", "condition",
+    "residual_rms_w",
+]  # fmt: skip
+#: the original downstream's layer-wise mapping schema (docs/FORMATS.md), one row per run x layer
+LAYERWISE_CSV = "layerwise_power.csv"
+LAYERWISE_COLUMNS = [
+    "cycle", "layer_name", "layer_type", "layer_power_including_idle_power_micro_watt",
+    "layer_power_excluding_idle_power_micro_watt", "layer_run_time",
 ]  # fmt: skip
 
 
@@ -65,12 +72,46 @@ def layer_rows(r: ModelReport) -> Iterable[list[str]]:
             r.model.name, str(row.index), e.name, row.type or "", str(lat.n),
             _num(lat.mean, 1e3), _num(lat.ci, 1e3, 3), _num(lat.median, 1e3), _num(lat.p5, 1e3),
             _num(lat.p95, 1e3), str(e.n_samples), _num(e.mean_net_w), _num(e.ci_net_w, digits=3),
-            _num(e.energy_j, 1e6), _num(e.ci_energy_j, 1e6, 3), e.note,
+            _num(e.energy_j, 1e6), _num(e.ci_energy_j, 1e6, 3), e.note, e.method,
+            str(e.n_samples), _num(r.layer_diagnostics.get("condition"), digits=4),
+            _num(r.layer_diagnostics.get("residual_rms_w"), digits=4),
         ]  # fmt: skip
 
 
+def write_layerwise(rep: Report, out: Path) -> Path:
+    """The downstream layer-wise file: per model, per profiled run (``cycle``, 0-based) and layer,
+    the layer's estimated power with and without idle (uW) and that run's latency (ms).  A layer
+    without an estimate gets empty power cells.  Written in blocks: 30000 runs x 200 layers is
+    six million rows."""
+    idle_uw = rep.idle.power_w * 1e6
+    with (out / LAYERWISE_CSV).open("w", newline="", encoding="utf-8") as f:
+        f.write(",".join([*LAYERWISE_COLUMNS, "model", "method", "simulated"]) + "\n")
+        flag = "true" if rep.data.simulated else "false"
+        for r in rep.models:
+            lay = r.model.layers
+            if lay is None or not r.layers:
+                continue
+            for row in r.layers:
+                e = row.energy
+                a, b = int(lay.offsets[row.index]), int(lay.offsets[row.index + 1])
+                net = e.mean_net_w * 1e6 if e.energy_j is not None else math.nan
+                inc = "" if not math.isfinite(net) else f"{net + idle_uw:.1f}"
+                exc = "" if not math.isfinite(net) else f"{net:.1f}"
+                name = _csv_cell(e.name)
+                tail = (f",{_csv_cell(row.type or '')},{inc},{exc},")
+                end = f",{_csv_cell(r.model.name)},{e.method},{flag}\n"
+                ms = lay.ms[a:b]
+                f.write("".join(f"{k},{name}{tail}{v:.6g}{end}" for k, v in enumerate(ms.tolist())))
+    return out / LAYERWISE_CSV
+
+
+def _csv_cell(s: str) -> str:
+    return f'"{s.replace(chr(34), chr(34) * 2)}"' if any(c in s for c in ',"\n') else s
+
+
 #: the tables' formats, for the JSON sidecar (the CSVs themselves carry no comment line)
-TABLE_FORMATS = {MODELS_CSV: "jetpower.report-models", LAYERS_CSV: "jetpower.report-layers"}
+TABLE_FORMATS = {MODELS_CSV: "jetpower.report-models", LAYERS_CSV: "jetpower.report-layers",
+                 LAYERWISE_CSV: "jetpower.report-layerwise"}
 
 
 def _write_csv(path: Path, header: list[str], rows: Iterable[list[str]], simulated: bool) -> Path:
@@ -90,6 +131,7 @@ def write_tables(rep: Report, out: Path) -> list[Path]:
                    (model_row(r, rep.idle.power_w) for r in rep.models), sim),
         _write_csv(out / LAYERS_CSV, LAYER_COLUMNS,
                    (row for r in rep.models for row in layer_rows(r)), sim),
+        write_layerwise(rep, out),
     ]  # fmt: skip
 
 
@@ -119,6 +161,8 @@ def render_markdown(rep: Report, images: dict[str, str], layer_rows_shown: int =
     add(f"# jetpower report: `{_md_name(d.path.name)}`\n")
     if d.simulated:
         add(BANNER)
+    if rep.self_check is not None:
+        add(f"**{rep.self_check.get('line', '')}**\n")
     add("## Sources\n")
     add(f"- result directory: `{d.path}`")
     layout = "jetpower (manifest, samples, worker metadata)" if d.manifest else (
@@ -190,14 +234,27 @@ def render_markdown(rep: Report, images: dict[str, str], layer_rows_shown: int =
             add("- no per-layer profile on disk\n")
             continue
         refused = [x for x in r.layers if x.energy.energy_j is None]
+        add(f"- per-layer estimator: **{r.layer_method}** (reading: {r.layer_reading})")
+        if r.layer_reason:
+            add(f"- per-layer energy refused: {r.layer_reason}")
+        dg = r.layer_diagnostics
+        if dg.get("equations"):
+            add(f"- fit: {dg['equations']} equations of {dg.get('conversions')} conversions, "
+                f"offset {dg.get('offset_us', math.nan):.1f} us "
+                f"(self-calibrated: {dg.get('offset_self_calibrated')}), condition "
+                f"{dg.get('condition', math.nan):.3g}, residual {dg.get('residual_rms_w', 0):.3g} W"
+                f", {dg.get('outlier_runs', 0)} outlier runs left out")
         add(f"- {len(r.layers)} layers, {r.layers[0].latency.n} profiled runs; "
-            f"{len(refused)} layers with fewer than {rep.min_layer_samples} samples get no "
-            "energy estimate")
+            f"{len(refused)} layers get no energy estimate (see `note` in `{LAYERS_CSV}`)")
         estimated = [x.energy.energy_j for x in r.layers if x.energy.energy_j is not None]
         if estimated:
             add(f"- sum of the {len(estimated)} estimated layer energies: "
-                f"{sum(estimated) * 1e3:.4f} mJ per profiled inference (the other layers "
-                "have no estimate, so this is not the inference's energy)")
+                f"{sum(estimated) * 1e3:.4f} mJ per profiled inference"
+                + (" (the other layers have no estimate, so this is not the inference's energy)"
+                   if refused else "")
+                + (f"; the pass's own energy per inference: "
+                   f"{dg['pass_energy_per_inference_uj'] * 1e-3:.4f} mJ"
+                   if isinstance(dg.get("pass_energy_per_inference_uj"), float) else ""))
         else:
             add("- no layer has enough samples for an energy estimate: profile more runs, or "
                 "sample faster where the sensor's values change faster")
@@ -206,12 +263,12 @@ def render_markdown(rep: Report, images: dict[str, str], layer_rows_shown: int =
             add(f"![{_md_name(r.model.name)} layers]({images[r.model.name]})\n")
         top = sorted(r.layers, key=lambda x: -(x.energy.energy_j or 0.0))[:layer_rows_shown]
         add(f"Top {len(top)} layers by energy (all layers in `layers.csv`):\n")
-        add("| # | layer | type | latency ms | samples | net W | energy µJ |")
+        add("| # | layer | type | latency ms | equations | net W | energy µJ |")
         add("|---:|---|---|---:|---:|---:|---:|")
         for x in top:
             e = x.energy
             en = _pm(e.energy_j, e.ci_energy_j or math.nan, 1e6, 2) if e.energy_j is not None \
-                else "too few samples"
+                else ("no estimate: too few samples" if "need >=" in e.note else "no estimate")
             add(f"| {x.index} | `{_md_name(e.name)}` | {x.type or ''} | "
                 f"{x.latency.mean * 1e3:.4f} | {e.n_samples} | "
                 f"{_pm(e.mean_net_w, e.ci_net_w, 1, 3)} | {en} |")
@@ -224,6 +281,15 @@ def render_markdown(rep: Report, images: dict[str, str], layer_rows_shown: int =
     add("- Net intervals add the idle baseline's interval in quadrature.")
     add("- Timing-pass integral: trapezoid over samples with start <= t <= end, power linearly "
         "interpolated at both edges.")
+    add("- Per-layer energy: the estimator follows each source's reading model. Window-mean "
+        "readings (INA3221): the conversion schedule is fitted from the value changes, each "
+        "distinct conversion is one equation (its value = the overlap-weighted mean power of "
+        "the layers and the gap in its window), solved by least squares across all profiled "
+        "runs, with the latch offset self-calibrated by least residual and intervals by a block "
+        "bootstrap over runs. Point-like readings: the same with one equation per read. "
+        "Counters or windows spanning many inferences: no per-layer figure. Energy per "
+        "execution = net power x mean latency of non-outlier executions. The paragraph below "
+        "describes the in-window estimator, used only where no manifest says what a reading is.")
     add("- Layer windows: [end - latency, end) from `trt_layer_latency.json` (end = the "
         "recorded stamp). Layer net power = mean of the (net) samples whose stamp falls inside "
         "any of the layer's windows over all profiled runs; energy per execution = that x mean "
