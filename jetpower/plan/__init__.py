@@ -28,6 +28,7 @@ from jetpower.errors import PlanError
 from jetpower.plan import _estimate as _plan_estimate
 from jetpower.plan._models import BENCHMARK_KEYS, ModelPlan, parse_benchmark, parse_models
 from jetpower.plan._schema import (
+    Ina3221Settings,
     Problems,
     Table,
     absolute_path,
@@ -35,6 +36,7 @@ from jetpower.plan._schema import (
     check_names,
     check_rate,
     check_result_dir,
+    parse_ina3221,
     show,
 )
 
@@ -50,6 +52,7 @@ __all__ = [
     "VERSION",
     "CooldownSettings",
     "IdleSettings",
+    "Ina3221Settings",
     "ModelPlan",
     "Plan",
     "RunSettings",
@@ -92,6 +95,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
         "ring_capacity",
         "restart_on_failure",
         "heartbeat_seconds",
+        "ina3221",
     ),
     "benchmark": BENCHMARK_KEYS,
     "upload": ("enabled", "repo", "branch", "remote_path", "retries"),
@@ -153,6 +157,8 @@ class SamplerSettings:
     ring_capacity: int = 65536
     restart_on_failure: bool = False
     heartbeat_seconds: float = 10.0
+    #: ``[sampler.ina3221]``: chip settings to apply for the run (None: the chip is left alone)
+    ina3221: Ina3221Settings | None = None
 
 
 @dataclass(frozen=True)
@@ -482,6 +488,7 @@ def _parse_sampler(problems: Problems, t: Table, base_dir: Path) -> SamplerSetti
         ring_capacity=ring,
         restart_on_failure=t.boolean("restart_on_failure", False),
         heartbeat_seconds=t.number("heartbeat_seconds", 10.0, 0, 3600, lo_open=True),
+        ina3221=t.value("ina3221", None, lambda p, v: parse_ina3221(problems, p, v, source)),
     )
 
 
