@@ -26,6 +26,7 @@ from jetpower.acquire.power_log import PowerLogSink
 from jetpower.acquire.recorder import Recorder, WindowSink, sensor_source
 from jetpower.acquire.session import ring_directory
 from jetpower.campaign import environment, thermal
+from jetpower.campaign.chipsettings import chip_settings
 from jetpower.campaign.manifest import Manifest
 from jetpower.campaign.sampling import SamplingService
 from jetpower.campaign.workers import failure_file_reason, run_worker
@@ -128,8 +129,9 @@ class Campaign:
         manifest.data["environment"] = environment.describe(self.root)
         exit_code = EXIT_OK
         try:
-            async with sensor_source(root=self._sensor_root(), source=s.source, rails=s.rails,
-                                     total=s.total_rail) as sensor:
+            async with chip_settings(plan, self.root, self.result_dir, manifest), \
+                    sensor_source(root=self._sensor_root(), source=s.source, rails=s.rails,
+                                  total=s.total_rail) as sensor:
                 self.sensor = sensor
                 manifest.data["simulated"] = sensor.simulated
                 manifest.data["sensor"] = sensor.to_dict()

@@ -380,8 +380,9 @@ def parse_ina3221(problems: Problems, path: str, raw: Any, source: str) -> Ina32
     def samples(p: str, v: Any) -> int | None:
         if isinstance(v, int) and not isinstance(v, bool) and v in AVERAGING:
             return v
-        problems.bad(p, v, "the chip's averaging count, one of "
-                     + ", ".join(map(str, AVERAGING)), with_kind=isinstance(v, bool) or not isinstance(v, int))
+        counts = ", ".join(map(str, AVERAGING))
+        problems.bad(p, v, f"the chip's averaging count, one of {counts}",
+                     with_kind=isinstance(v, bool) or not isinstance(v, int))
         return None
 
     interval = t.integer("update_interval", None, 0, MAX_UPDATE_INTERVAL_MS)
