@@ -4,9 +4,10 @@ Each finding is a check with a status (``ok``, ``warn``, ``fail``, ``info``), wh
 where something can be done, advice: board and JetPack, the nvpmodel mode, whether the clocks are
 locked (``jetson_clocks``), CPU governors and frequency locks, whether SCHED_FIFO is permitted,
 each power sensor (``update_interval``, ``samples``, enabled channels and what that allows for
-per-layer work), thermal zones, GPU and NVML, torch / torch-tensorrt / tensorrt versions against
-the supported range, a smoke test that compiles and profiles a tiny model with the backend a
-plan would use (a real worker process), and free space on the result disk and in ``/dev/shm``.
+per-layer work), INA3221 settings a killed run left changed (restored, as root), thermal
+zones, GPU and NVML, torch / torch-tensorrt / tensorrt versions against the supported range,
+a smoke test that compiles and profiles a tiny model with the backend a plan would use (a real
+worker process), and free space on the result disk and in ``/dev/shm``.
 ``--root`` reads a fake sysfs tree instead of ``/`` (tests; the smoke test still runs here).
 """
 
@@ -175,6 +176,37 @@ def sensors(root: Path) -> list[Finding]:
     return out
 
 
+def chip_settings(root: Path) -> list[Finding]:
+    """INA3221 settings a killed run left changed: restored here (as root), else the advice."""
+    from jetpower.sensors import chipsettings as cs
+
+    name = "INA3221 settings"
+    try:
+        left = cs.pending(root)
+        if left is None:
+            return []
+        where = left.get("result_dir")
+        if cs.owner_alive(left):
+            return [Finding("sensors", name, "info", f"set by the running jetpower run (pid "
+                            f"{left['owner']['pid']}, result directory {where}); it restores "
+                            "them when it ends")]
+        done = cs.restore_leftover(root)
+    except JetpowerError as e:
+        return [Finding("sensors", name, "warn", str(e), "run sudo jetpower doctor to restore "
+                        "them")]
+    if done is None:
+        return []
+    result = done["result"]
+    if not result["ok"]:
+        diffs = "; ".join(d for c in result.get("chips", []) for d in c.get("differences", []))
+        return [Finding("sensors", name, "fail", f"left changed by a killed run (result "
+                        f"directory {where}); the restore is incomplete: {diffs}",
+                        f"check the chip's files; the originals are in {where}/"
+                        f"{cs.RECORD_NAME}")]
+    return [Finding("sensors", name, "warn", f"left changed by a killed run (result directory "
+                    f"{where}): {result['state']}", "nothing to do now: the originals are back")]
+
+
 def thermal(root: Path) -> list[Finding]:
     zones = []
     for z in sorted((root / "sys/class/thermal").glob("thermal_zone*")):
@@ -295,6 +327,7 @@ def diagnose(root: Path, backend: str, result_dir: Path) -> list[Finding]:
     jetson = any(f.name == "model" and "jetson" in f.found.lower() for f in found)
     found += clocks(root, jetson)
     found.append(sched_fifo())
+    found += chip_settings(root)  # before sensors(): those then describe the restored chip
     found += sensors(root)
     found += thermal(root)
     found += gpu(root)
