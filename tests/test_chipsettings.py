@@ -362,3 +362,62 @@ def test_doctor_restores_leftover(tmp_path: Path) -> None:
     assert f["status"] == "warn" and "restored" in f["found"] and str(res) in f["found"]
     assert _files(root) == ORIGINAL
     assert not (root / cs.PENDING).exists()
+
+
+# -- what the setting allows (probe) -----------------------------------------------------------
+
+
+def test_overlap_integral_known_answers() -> None:
+    """g(d, W) is the integral of (overlap / W)^2 over the window's position: W^2/W - W/3 at
+    d = W from both branches; d - W/3 for long layers; ~d^2/W for short ones."""
+    from jetpower.acquire import allowance as al
+
+    w = 1100.0
+    assert al.overlap_integral(w, w) == pytest.approx(w - w / 3)
+    assert al.overlap_integral(w * (1 - 1e-9), w) == pytest.approx(w - w / 3)
+    assert al.overlap_integral(5000.0, w) == pytest.approx(5000.0 - w / 3)
+    assert al.overlap_integral(11.0, w) == pytest.approx(11.0**2 / w, rel=0.01)
+    # numerically: slide a window over a layer of 300 us
+    d, step = 300.0, 0.5
+    pos = [i * step for i in range(-int(w / step), int(d / step) + 1)]
+    num = sum((max(0.0, min(p + w, d) - max(p, 0.0)) / w) ** 2 * step for p in pos)
+    assert al.overlap_integral(d, w) == pytest.approx(num, rel=0.01)
+
+
+def test_shortest_layer_inverts_runs_needed() -> None:
+    """The shortest layer reaching 5 % at N runs needs N runs; shorter conversions on fewer
+    channels need fewer runs for the same layer."""
+    from jetpower.acquire import allowance as al
+
+    d = al.shortest_layer_us(30000, 1100.0, 6600.0)
+    assert al.runs_needed(d, 1100.0, 6600.0) == pytest.approx(30000, rel=1e-3)
+    assert al.runs_needed(50.0, 140.0, 280.0) < al.runs_needed(50.0, 588.0, 1176.0) < \
+        al.runs_needed(50.0, 1100.0, 6600.0)
+
+
+def test_probe_reports_the_setting_in_force(tmp_path: Path) -> None:
+    """`jetpower probe --json` on a fake tree: the per-layer figures follow the files (default
+    3 x 1100 us, then one channel at 140 us: far fewer runs), and a read rate below the cycle's
+    conversion rate is warned about."""
+    root = _tree(tmp_path / "root")
+
+    def per_layer(*extra: str) -> dict:
+        done = jp("probe", "--root", str(root), "--seconds", "0.1", "--json", *extra)
+        assert done.returncode == 0, done.stderr[-2000:]
+        (rail,) = json.loads(done.stdout)["per_layer"]["rails"]
+        return rail
+
+    default = per_layer()
+    assert (default["window_us"], default["period_us"]) == (1100, 6600)
+    assert "warning" not in default
+    for name, value in (("in2_enable", "0"), ("in3_enable", "0"), ("update_interval", "0")):
+        (root / HW / name).write_text(value + "\n")
+    fast = per_layer("--rate-hz", "4000")
+    assert (fast["window_us"], fast["period_us"]) == (140, 280)
+    assert fast["runs_for_target"]["50"] * 20 < default["runs_for_target"]["50"]
+    assert fast["shortest_layer_us_at_runs"] < default["shortest_layer_us_at_runs"]
+    assert "raise sampler.rate_hz" in per_layer()["warning"]
+    human = jp("probe", "--root", str(root), "--seconds", "0.1", "--rate-hz", "4000")
+    assert "for 5% median error a layer of 10 us needs ~" in human.stdout
+    assert "50 us needs ~153 runs" in human.stdout  # 140 us windows every 280 us at 4 kHz
+    assert "an estimate" in human.stdout
