@@ -421,3 +421,19 @@ def test_probe_reports_the_setting_in_force(tmp_path: Path) -> None:
     assert "for 5% median error a layer of 10 us needs ~" in human.stdout
     assert "50 us needs ~153 runs" in human.stdout  # 140 us windows every 280 us at 4 kHz
     assert "an estimate" in human.stdout
+
+
+def test_live_owner_blocks_apply_and_leftover_restore(tmp_path: Path) -> None:
+    """Settings held by a live process (here: this one) are neither taken over nor restored
+    under it; nothing is written."""
+    root = _tree(tmp_path / "root")
+    res = tmp_path / "res"
+    res.mkdir()
+    record = cs.apply(root, cs.Request(samples=4), res)  # owner: this process, alive
+    with pytest.raises(SensorError, match=r"another jetpower run \(pid \d+.*holds the INA3221"):
+        cs.apply(root, cs.Request(samples=16), res)
+    with pytest.raises(SensorError, match=r"held by a live jetpower run"):
+        cs.restore_leftover(root)
+    assert _files(root)["samples"] == "4"
+    cs.finish(record, root, cs.restore(record, root))
+    assert _files(root) == ORIGINAL and cs.pending(root) is None

@@ -376,14 +376,16 @@ def restore(record: dict[str, Any], root: Path) -> dict[str, Any]:
             continue
         writes = _enable_writes(current.enable, want)
         channels = sum(want.values())
+        plain = [(k, str(orig[k])) for k in ("samples", "update_interval")
+                 if orig.get(k) is not None and (wrote_interval or k == "samples")
+                 and getattr(current, k) != orig[k]]  # the files' own values, as they were
         if wrote_interval and orig.get("conversion_us") and channels:
             try:
-                writes += _interval_writes(int(orig["conversion_us"]), channels,
-                                           int(orig["samples"]), orig["update_interval"])
-            except SensorError as e:
+                plain = _interval_writes(int(orig["conversion_us"]), channels,
+                                         int(orig["samples"]), orig["update_interval"])
+            except SensorError as e:  # cannot happen for a table conversion time
                 entry["differences"].append(str(e))
-        elif orig.get("samples") is not None and current.samples != orig["samples"]:
-            writes.append(("samples", str(orig["samples"])))
+        writes += plain
         for name, value in writes:
             try:
                 _write(root / chip["path"] / name, value)
