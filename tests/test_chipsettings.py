@@ -437,3 +437,30 @@ def test_live_owner_blocks_apply_and_leftover_restore(tmp_path: Path) -> None:
     assert _files(root)["samples"] == "4"
     cs.finish(record, root, cs.restore(record, root))
     assert _files(root) == ORIGINAL and cs.pending(root) is None
+
+
+def test_failure_inside_the_block_restores(tmp_path: Path) -> None:
+    """An error inside the campaign's block (a failing run) still restores the settings, and the
+    manifest records both sides; the error goes on up unchanged."""
+    import asyncio
+
+    from jetpower.campaign.chipsettings import chip_settings
+    from jetpower.campaign.manifest import Manifest
+
+    root = _tree(tmp_path / "root")
+    res = tmp_path / "res"
+    res.mkdir()
+    plan = parse_plan(_plan_text(SETTINGS, result_dir=str(res)), base_dir=tmp_path)
+    m = Manifest.new(res)
+    seen: dict[str, str] = {}
+
+    async def failing() -> None:
+        async with chip_settings(plan, root, res, m):
+            seen.update(_files(root))
+            raise SensorError("the sensor went away")
+
+    with pytest.raises(SensorError, match="went away"):
+        asyncio.run(failing())
+    assert seen["update_interval"] == "1" and seen["in3_enable"] == "0"
+    assert _files(root) == ORIGINAL and cs.pending(root) is None
+    assert manifest(res)["ina3221_settings"]["restored"]["ok"]
