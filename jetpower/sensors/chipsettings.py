@@ -35,6 +35,7 @@ from jetpower._fs import atomic_write_json
 from jetpower.errors import SensorError
 from jetpower.sensors import _ina3221
 from jetpower.sensors.boards import board_info
+from jetpower.sensors.discover import SKIP_LABELS
 
 FORMAT = "jetpower.ina3221-settings"
 VERSION = 1
@@ -42,8 +43,7 @@ VERSION = 1
 RECORD_NAME = "jetpower_ina3221_settings.json"
 #: the copy that outlives the result directory's run until restored (under the sysfs root)
 PENDING = Path("run/jetpower/ina3221-settings-pending.json")
-HWMON_GLOB = "sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"
-SKIP_LABELS = frozenset({"NC", "sum of shunt voltages"})
+HWMON_GLOB = "sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"  # discovery's, for the same driver
 
 
 @dataclass(frozen=True)
