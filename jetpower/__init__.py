@@ -10,7 +10,18 @@ from jetpower.errors import (
     WorkerError,
 )
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The version pyproject.toml gives (its one definition), from the installed metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jetpower")
+    except PackageNotFoundError:  # a source tree on sys.path, never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "JetpowerError",

@@ -55,7 +55,3 @@ class UploadError(JetpowerError):
     exit_code = 6
 
 
-class Interrupted(JetpowerError):
-    """The run was stopped by SIGINT or SIGTERM."""
-
-    exit_code = 130

@@ -58,14 +58,15 @@ class _Out:
     """The file the rendered lines go to; a live display can take them over for a while."""
 
     def __init__(self) -> None:
-        self.stream: TextIO = sys.stdout
+        #: None: whatever ``sys.stdout`` is when a line is written (tests and tools replace it)
+        self.stream: TextIO | None = None
         self.divert: Callable[[str], None] | None = None
         self._pending = ""  # print() writes the line and its newline separately
 
     def write(self, text: str) -> int:
         divert = self.divert
         if divert is None:
-            self.stream.write(text)
+            (self.stream or sys.stdout).write(text)
             return len(text)
         self._pending += text
         while "\n" in self._pending:
@@ -75,7 +76,7 @@ class _Out:
 
     def flush(self) -> None:
         if self.divert is None:
-            self.stream.flush()
+            (self.stream or sys.stdout).flush()
 
 
 _tee = _Tee()
@@ -113,10 +114,10 @@ def configure_logging(*, json_lines: bool | None = None, stream: TextIO | None =
 
     ``json_lines=None`` picks JSON unless ``stream`` (default stdout) is a TTY.
     """
+    _out.stream = stream  # None: stdout as it is at each write
     stream = stream or sys.stdout
     if json_lines is None:
         json_lines = not _isatty(stream)
-    _out.stream = stream
     _state.update(json=json_lines, stream=stream)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -127,3 +127,24 @@ def test_sensors_know_nothing_above_them() -> None:
                 assert _layer(t) not in {"sampler", "acquire"}, (module, t)
             if layer == "report":
                 assert _layer(t) != "campaign", (module, t)
+
+
+def test_one_definition_of_each_shared_name() -> None:
+    """Names the issue found defined twice are defined once and imported elsewhere."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    from jetpower import _native
+    from jetpower.plan import SOURCES as plan_sources
+    from jetpower.plan import _models
+    from jetpower.sensors import SOURCES
+    from jetpower.sensors.discover import NVML_LIB_ENV
+    from jetpower.worker import config
+
+    assert plan_sources is SOURCES
+    assert _models.BACKENDS is config.BACKENDS and _models.DTYPES is config.DTYPES
+    assert NVML_LIB_ENV is _native.NVML_LIB_ENV
+    project = tomllib.loads((PKG.parent / "pyproject.toml").read_text())["project"]
+    assert jetpower.__version__ == project["version"]

@@ -39,6 +39,7 @@ from jetpower.plan._schema import (
     parse_ina3221,
     show,
 )
+from jetpower.sensors import SOURCES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -75,7 +76,6 @@ ORIGINAL_MODELS = (
     "convnext_base",
 )  # fmt: skip
 
-SOURCES = ("auto", "ina3221", "ina3221x", "nvml", "rapl", "hwmon", "simulated")
 COOLDOWN_MODES = ("fixed", "thermal")
 _DAY = 86_400.0
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", re.ASCII)

@@ -29,11 +29,9 @@ from jetpower.plan._schema import (
     check_rate,
     show,
 )
+from jetpower.worker.config import BACKENDS, DEVICES, DTYPES
 from jetpower.worker.models import DEFAULT_INPUT_SHAPE, builtin_names, default_input_shape
 
-BACKENDS = ("tensorrt", "torch")
-DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("float32", "float16", "bfloat16")
 #: names a model directory may not take: jetpower's own files in the result directory
 _RESERVED = ("idling_power.json", "run.log.jsonl")
 

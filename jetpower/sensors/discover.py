@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from jetpower._native import NVML_LIB_ENV
 from jetpower.errors import SensorError
 from jetpower.sensors import _ina3221, _nvml, _rapl
 from jetpower.sensors._types import Channel, Rail, ReadingModel, SensorSet, TotalRule
@@ -23,8 +24,6 @@ SKIP_LABELS = frozenset({"NC", "sum of shunt voltages"})
 
 SOURCES = ("auto", "ina3221", "ina3221x", "nvml", "rapl", "hwmon", "simulated")
 
-#: the environment variable naming the NVML library (the C sampler reads the same setting)
-NVML_LIB_ENV = "JETPOWER_NVML_LIB"
 
 
 def _read(path: Path) -> str | None:

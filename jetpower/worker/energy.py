@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
 import threading
 import zlib
 from collections.abc import Callable
@@ -151,7 +150,9 @@ class NvmlCounter:
         try:
             import pynvml
         except ImportError:
-            self.api: Any = _CtypesNvml(os.environ.get("JETPOWER_NVML_LIB", "libnvidia-ml.so.1"))
+            from jetpower._native import nvml_library  # the library the sampler loads
+
+            self.api: Any = _CtypesNvml(nvml_library())
             self.binding = "ctypes"
         else:
             self.api = _PyNvml(pynvml)
