@@ -173,6 +173,17 @@ def sensors(root: Path) -> list[Finding]:
         out.append(Finding("sensors", str(dev.get("device")), "info",
                            f"update_interval {ui} ms, samples {samples}, enabled channels "
                            f"{', '.join(chans) or '-'}: {per}", advice))
+    from jetpower.acquire.allowance import allowance
+
+    for r in allowance(found)["rails"]:  # what the setting in force allows (probe's estimate)
+        if "shortest_layer_us_at_runs" in r:
+            out.append(Finding(
+                "sensors", f"per-layer energy ({r['rail']})", "info",
+                f"estimate at 1 kHz reads and {r['runs']:,} profiled runs: layers shorter than "
+                f"{r['shortest_layer_us_at_runs']:g} us miss 5 % median error (a 50 us layer "
+                f"needs ~{r['runs_for_target']['50']:,} runs)",
+                "[sampler.ina3221] (root) can enable only the total rail's channel and shorten "
+                "the conversions; jetpower probe --rate-hz shows what a setting allows"))
     return out
 
 
