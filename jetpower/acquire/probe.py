@@ -121,8 +121,12 @@ def _kernel() -> str:
     return platform.release()
 
 
-async def probe(sensor: SensorSet, *, seconds: float = 1.0, reads: int = 2000) -> dict[str, Any]:
-    """The whole characterisation, as one JSON-able object."""
+async def probe(sensor: SensorSet, *, seconds: float = 1.0, reads: int = 2000,
+                rate_hz: float = 1000.0, runs: int = 30000) -> dict[str, Any]:
+    """The whole characterisation, as one JSON-able object; ``per_layer`` says what the
+    setting in force allows for per-layer energy at ``rate_hz`` and ``runs`` profiled runs."""
+    from jetpower.acquire.allowance import allowance
+
     costs = await asyncio.to_thread(read_cost, sensor, reads)
     changes = await asyncio.to_thread(change_periods, sensor, seconds)
     rails = []
@@ -146,6 +150,7 @@ async def probe(sensor: SensorSet, *, seconds: float = 1.0, reads: int = 2000) -
         "update_interval": {d["device"]: d.get("update_interval") for d in sensor.devices},
         "samples": {d["device"]: d.get("samples") for d in sensor.devices},
         "probe_seconds": seconds,
+        "per_layer": allowance(sensor, rate_hz=rate_hz, runs=runs),
     }
 
 

@@ -12,6 +12,9 @@ checks, in the order reported:
   (``python -m jetpower.worker.check``, a subprocess: torch is never imported here); the CUDA
   device exists; free space for the estimated output and for the ring (``/dev/shm`` or the
   temporary directory);
+- ``[sampler.ina3221]`` (skipped offline): root, the hwmon ``ina3221`` driver's files present and
+  writable, the named rails on a chip, the sampled and total rails left enabled, no live run
+  holding the settings;
 - for ``run``: a new run needs a missing or empty result directory (the message names
   ``--result-dir`` and ``--resume``); ``--resume`` needs a well-formed manifest.
 """
@@ -198,10 +201,47 @@ def _space_problems(plan: Plan, channels: int) -> list[str]:
     return out
 
 
+def settings_problems(plan: Plan, root: Path, sensor: Any) -> list[str]:
+    """What stands in the way of the plan's ``[sampler.ina3221]`` on this machine."""
+    from jetpower.sensors import chipsettings as cs
+
+    asked = plan.sampler.ina3221
+    if asked is None:
+        return []
+    key = "sampler.ina3221"
+    if sensor is not None and sensor.source != "ina3221":
+        return [f"{key}: the sensor found is {sensor.source!r}; only the hwmon ina3221 driver "
+                "(JetPack 5/6) exposes update_interval, samples and inN_enable"]
+    request = cs.Request(asked.update_interval, asked.samples, asked.enabled)
+    try:
+        planned = cs.plan_writes(root, request)
+        left = cs.pending(root)
+    except JetpowerError as e:
+        return [f"{key}: {e}"]
+    out = []
+    why = cs.permission_problem(root, planned)
+    if why:
+        out.append(f"{key}: {why}")
+    if left is not None and cs.owner_alive(left):
+        out.append(f"{key}: another jetpower run (pid {left['owner']['pid']}, result directory "
+                   f"{left.get('result_dir')}) holds the INA3221 settings: wait for it to end")
+    if asked.enabled is not None and sensor is not None:
+        s = plan.sampler
+        keep = set(asked.enabled)
+        on_chips = {lb for c in cs.chips(root) for lb in c.labels.values()}
+        for what, names in (("sampler.rails", s.rails), ("the total rail", sensor.total.rails)):
+            off = [n for n in names or () if n in on_chips and n not in keep]
+            if off:
+                out.append(f"{key}.enabled: {', '.join(map(repr, off))} ({what}) would stop "
+                           f"converting; add {'it' if len(off) == 1 else 'them'} to enabled")
+    return out
+
+
 def machine_problems(plan: Plan, root: Path = Path("/"), python: str = sys.executable
                      ) -> list[str]:
     """The checks that look at this machine (skipped by ``validate --offline``)."""
     sensor, out = _sensor(plan, root)
+    out += settings_problems(plan, root, sensor)
     out += _cpu_problems(plan)
     out += worker_check(plan, python)[1]
     channels = len(sensor.channels) if sensor is not None else 6

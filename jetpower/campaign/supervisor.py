@@ -34,6 +34,7 @@ from jetpower.acquire.recorder import Recorder, WindowSink, sensor_source
 from jetpower.acquire.samples_csv import ends_torn
 from jetpower.acquire.session import ring_directory
 from jetpower.campaign import environment, thermal
+from jetpower.campaign.chipsettings import chip_settings
 from jetpower.campaign.manifest import Manifest
 from jetpower.campaign.sampling import SamplingService
 from jetpower.campaign.workers import failure_file_reason, run_worker
@@ -159,9 +160,10 @@ class Campaign:
         exit_code = EXIT_OK
         storage: StorageError | None = None
         try:
-            async with sensor_source(root=self._sensor_root(), source=s.source, rails=s.rails,
-                                     total=s.total_rail,
-                                     truth=self.result_dir / SIMULATOR_TRUTH) as sensor:
+            async with chip_settings(plan, self.root, self.result_dir, manifest), \
+                    sensor_source(root=self._sensor_root(), source=s.source, rails=s.rails,
+                                  total=s.total_rail,
+                                  truth=self.result_dir / SIMULATOR_TRUTH) as sensor:
                 self.sensor = sensor
                 manifest.data["simulated"] = sensor.simulated
                 manifest.data["sensor"] = sensor.to_dict()

@@ -4,9 +4,10 @@ Each finding is a check with a status (``ok``, ``warn``, ``fail``, ``info``), wh
 where something can be done, advice: board and JetPack, the nvpmodel mode, whether the clocks are
 locked (``jetson_clocks``), CPU governors and frequency locks, whether SCHED_FIFO is permitted,
 each power sensor (``update_interval``, ``samples``, enabled channels and what that allows for
-per-layer work), thermal zones, GPU and NVML, torch / torch-tensorrt / tensorrt versions against
-the supported range, a smoke test that compiles and profiles a tiny model with the backend a
-plan would use (a real worker process), and free space on the result disk and in ``/dev/shm``.
+per-layer work), INA3221 settings a killed run left changed (restored, as root), thermal
+zones, GPU and NVML, torch / torch-tensorrt / tensorrt versions against the supported range,
+a smoke test that compiles and profiles a tiny model with the backend a plan would use (a real
+worker process), and free space on the result disk and in ``/dev/shm``.
 ``--root`` reads a fake sysfs tree instead of ``/`` (tests; the smoke test still runs here).
 """
 
@@ -172,7 +173,49 @@ def sensors(root: Path) -> list[Finding]:
         out.append(Finding("sensors", str(dev.get("device")), "info",
                            f"update_interval {ui} ms, samples {samples}, enabled channels "
                            f"{', '.join(chans) or '-'}: {per}", advice))
+    from jetpower.acquire.allowance import allowance
+
+    for r in allowance(found)["rails"]:  # what the setting in force allows (probe's estimate)
+        if "shortest_layer_us_at_runs" in r:
+            out.append(Finding(
+                "sensors", f"per-layer energy ({r['rail']})", "info",
+                f"estimate at 1 kHz reads and {r['runs']:,} profiled runs: layers shorter than "
+                f"{r['shortest_layer_us_at_runs']:g} us miss 5 % median error (a 50 us layer "
+                f"needs ~{r['runs_for_target']['50']:,} runs)",
+                "[sampler.ina3221] (root) can enable only the total rail's channel and shorten "
+                "the conversions; jetpower probe --rate-hz shows what a setting allows"))
     return out
+
+
+def chip_settings(root: Path) -> list[Finding]:
+    """INA3221 settings a killed run left changed: restored here (as root), else the advice."""
+    from jetpower.sensors import chipsettings as cs
+
+    name = "INA3221 settings"
+    try:
+        left = cs.pending(root)
+        if left is None:
+            return []
+        where = left.get("result_dir")
+        if cs.owner_alive(left):
+            return [Finding("sensors", name, "info", f"set by the running jetpower run (pid "
+                            f"{left['owner']['pid']}, result directory {where}); it restores "
+                            "them when it ends")]
+        done = cs.restore_leftover(root)
+    except JetpowerError as e:
+        return [Finding("sensors", name, "warn", str(e), "run sudo jetpower doctor to restore "
+                        "them")]
+    if done is None:
+        return []
+    result = done["result"]
+    if not result["ok"]:
+        diffs = "; ".join(d for c in result.get("chips", []) for d in c.get("differences", []))
+        return [Finding("sensors", name, "fail", f"left changed by a killed run (result "
+                        f"directory {where}); the restore is incomplete: {diffs}",
+                        f"check the chip's files; the originals are in {where}/"
+                        f"{cs.RECORD_NAME}")]
+    return [Finding("sensors", name, "warn", f"left changed by a killed run (result directory "
+                    f"{where}): {result['state']}", "nothing to do now: the originals are back")]
 
 
 def thermal(root: Path) -> list[Finding]:
@@ -295,6 +338,7 @@ def diagnose(root: Path, backend: str, result_dir: Path) -> list[Finding]:
     jetson = any(f.name == "model" and "jetson" in f.found.lower() for f in found)
     found += clocks(root, jetson)
     found.append(sched_fifo())
+    found += chip_settings(root)  # before sensors(): those then describe the restored chip
     found += sensors(root)
     found += thermal(root)
     found += gpu(root)

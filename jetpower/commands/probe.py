@@ -25,6 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which kind of sensor (default: the first found, in the order listed)")
     p.add_argument("--seconds", type=float, default=1.0,
                    help="how long to free-run the sampler to find change periods (default 1)")
+    p.add_argument("--rate-hz", type=float, default=1000.0,
+                   help="the sampling rate a campaign would use, for the per-layer estimate "
+                   "(default 1000, the plan's default)")
+    p.add_argument("--runs", type=int, default=30000,
+                   help="profiled runs a campaign would make, for the per-layer estimate "
+                   "(default 30000)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -33,7 +39,7 @@ async def _probe(args: argparse.Namespace) -> dict[str, Any]:
 
     source = "simulated" if args.simulate else args.source
     async with sensor_source(root=args.root, source=source) as sensor:
-        return await probe(sensor, seconds=args.seconds)
+        return await probe(sensor, seconds=args.seconds, rate_hz=args.rate_hz, runs=args.runs)
 
 
 def _human(r: dict[str, Any]) -> str:
@@ -60,12 +66,20 @@ def _human(r: dict[str, Any]) -> str:
     total = r["total"]
     what = total.get("rail") or " + ".join(total["sum"])
     tail = ["", f"total: {what}", f"  because {r['total_reason']}"]
+    if r.get("per_layer"):
+        from jetpower.acquire.allowance import summary_lines
+
+        tail += ["", *summary_lines(r["per_layer"])]
     return "\n".join(x for x in [*head, *rows, *tail] if x is not None)
 
 
 def run(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.seconds) and 0 < args.seconds <= 60):
         raise UsageError(f"--seconds {args.seconds:g}: expected more than 0 and at most 60")
+    if not (math.isfinite(args.rate_hz) and 0 < args.rate_hz <= 100_000):
+        raise UsageError(f"--rate-hz {args.rate_hz:g}: expected more than 0 and at most 100000")
+    if not 1 <= args.runs <= 10_000_000:
+        raise UsageError(f"--runs {args.runs}: expected 1 to 10000000")
     if not args.simulate and not args.root.is_dir():
         raise UsageError(f"--root {str(args.root)!r} does not exist or is not a directory")
     result = asyncio.run(_probe(args))

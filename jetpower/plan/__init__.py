@@ -28,6 +28,7 @@ from jetpower.errors import PlanError
 from jetpower.plan import _estimate as _plan_estimate
 from jetpower.plan._models import BENCHMARK_KEYS, ModelPlan, parse_benchmark, parse_models
 from jetpower.plan._schema import (
+    Ina3221Settings,
     Problems,
     Table,
     absolute_path,
@@ -35,6 +36,7 @@ from jetpower.plan._schema import (
     check_names,
     check_rate,
     check_result_dir,
+    parse_ina3221,
     show,
 )
 from jetpower.sensors import SOURCES
@@ -51,6 +53,7 @@ __all__ = [
     "VERSION",
     "CooldownSettings",
     "IdleSettings",
+    "Ina3221Settings",
     "ModelPlan",
     "Plan",
     "RunSettings",
@@ -95,6 +98,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
         "max_gap_s",
         "on_gap",
         "min_coverage",
+        "ina3221",
     ),
     "benchmark": BENCHMARK_KEYS,
     "upload": ("enabled", "repo", "branch", "remote_path", "retries"),
@@ -169,6 +173,8 @@ class SamplerSettings:
             return self.max_gap_s
         rate = self.rate_hz if rate_hz is None else rate_hz
         return max(0.5, 50 / rate) if rate > 0 else 0.5
+    #: ``[sampler.ina3221]``: chip settings to apply for the run (None: the chip is left alone)
+    ina3221: Ina3221Settings | None = None
 
 
 @dataclass(frozen=True)
@@ -501,6 +507,7 @@ def _parse_sampler(problems: Problems, t: Table, base_dir: Path) -> SamplerSetti
         max_gap_s=_max_gap(problems, t, rate),
         on_gap=t.choice("on_gap", "remeasure", ("remeasure", "fail")),  # type: ignore[arg-type]
         min_coverage=t.number("min_coverage", 0.99, 0, 1),
+        ina3221=t.value("ina3221", None, lambda p, v: parse_ina3221(problems, p, v, source)),
     )
 
 

@@ -15,6 +15,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -323,3 +324,79 @@ def _unwritable(where: Path) -> str | None:
             return "is not writable"
         return f"cannot be created: {probe} is not writable"
     return None
+
+
+# -- [sampler.ina3221]: the chip settings a plan may ask for (root only; restored after the run) --
+
+#: the keys of ``[sampler.ina3221]``
+INA3221_KEYS = ("update_interval", "samples", "enabled")
+#: the largest update_interval (ms) accepted: 3 channels x 2 x 8244 us x 1024 averages is ~51 s
+MAX_UPDATE_INTERVAL_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Ina3221Settings:
+    """``[sampler.ina3221]``: INA3221 settings for per-layer work, asked for explicitly.
+
+    ``update_interval`` (ms) is written last and, as the hwmon driver does, sets both conversion
+    times to the table entry closest to ``update_interval / (2 x enabled channels x samples)``
+    (0: the shortest, 140 us).  ``samples`` is the averaging count.  ``enabled`` names the rails
+    whose channels keep converting: every other channel of the chips holding them is disabled.
+    A key left out is left as the driver has it.
+    """
+
+    update_interval: int | None = None
+    samples: int | None = None
+    enabled: tuple[str, ...] | None = None
+
+    def asked(self) -> dict[str, Any]:
+        """What the plan asked for (keys given only)."""
+        out: dict[str, Any] = {}
+        if self.update_interval is not None:
+            out["update_interval"] = self.update_interval
+        if self.samples is not None:
+            out["samples"] = self.samples
+        if self.enabled is not None:
+            out["enabled"] = list(self.enabled)
+        return out
+
+
+#: the sources whose chip settings can be written (the JetPack 5/6 hwmon driver)
+INA3221_SETTABLE_SOURCES = ("auto", "ina3221")
+
+
+def parse_ina3221(problems: Problems, path: str, raw: Any, source: str) -> Ina3221Settings | None:
+    """Check ``[sampler.ina3221]`` (``raw`` is the table's value): every key named with its rule;
+    ``source`` is ``sampler.source`` (only the hwmon ``ina3221`` driver exposes its settings)."""
+    from jetpower.sensors._ina3221 import AVERAGING
+
+    if not isinstance(raw, dict):
+        problems.bad(path, raw, "a table ([sampler.ina3221]) of update_interval, samples, enabled",
+                     with_kind=True)
+        return None
+    t = Table(problems, path, raw, INA3221_KEYS)
+    before = len(problems.messages)
+
+    def samples(p: str, v: Any) -> int | None:
+        if isinstance(v, int) and not isinstance(v, bool) and v in AVERAGING:
+            return v
+        counts = ", ".join(map(str, AVERAGING))
+        problems.bad(p, v, f"the chip's averaging count, one of {counts}",
+                     with_kind=isinstance(v, bool) or not isinstance(v, int))
+        return None
+
+    interval = t.integer("update_interval", None, 0, MAX_UPDATE_INTERVAL_MS)
+    got = Ina3221Settings(
+        update_interval=interval,
+        samples=t.value("samples", None, samples),
+        enabled=t.names("enabled", None, "rail names (the channels that keep converting)"),
+    )
+    t.finish()
+    if source not in INA3221_SETTABLE_SOURCES:
+        problems.add(path, f"only used with source = \"ina3221\" or \"auto\" (source is "
+                     f"{toml_string(source)}): only the JetPack 5/6 hwmon driver ina3221 exposes "
+                     "the chip's settings")
+    if not raw:
+        problems.add(path, "an empty table asks for nothing: give update_interval (ms), samples "
+                     "or enabled (rail names), or remove [sampler.ina3221]")
+    return got if len(problems.messages) == before else None

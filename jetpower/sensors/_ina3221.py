@@ -153,7 +153,7 @@ def hwmon_config(update_interval_ms: int | None, samples: int | None, enabled: t
     s = samples if samples in AVERAGING else 1
     src = (f"ina3221 hwmon driver files{' under ' + where if where else ''}: update_interval="
            f"{update_interval_ms} ms, samples={samples}, enabled channels {list(enabled)}")
-    if update_interval_ms is None or update_interval_ms <= 0:
+    if update_interval_ms is None or update_interval_ms < 0:  # 0 is real: 140 us, 1 channel
         ct = 1100
         return ChipConfig(enabled, ct, s, src + "; no update_interval: the Jetson default "
                           "1100 us conversions assumed", assumed=True, consistent=None,
