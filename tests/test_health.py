@@ -85,8 +85,11 @@ def test_bulk_decode_equals_record_by_record() -> None:
     one = list(Decoder(sensor).decode(recs))
     bulk = Decoder(sensor).decode_batch(recs)
     assert list(bulk) == one
+    assert all(x.read_ns and all(st is not None for st in x.read_ns) for x in one)  # ring v2
     w = Writer(sensor)
-    assert w.rows_batch(bulk) == "".join(w.row(x) for x in one)
+    text = w.rows_batch(bulk)
+    assert text == "".join(w.row(x) for x in one)
+    assert {line.count(",") + 1 for line in text.splitlines()} == {len(w.columns)}
 
 
 def _sample(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -287,7 +290,7 @@ def test_health_key_defaults(tmp_path: Path) -> None:
     rate range is the C header's."""
     from jetpower.plan import parse_plan
 
-    text = f'models = ["lenet"]\n[run]\nresult_dir = "{tmp_path}"\n[sampler]\nrate_hz = 20\n'
+    text = f'models = ["lenet"]\n[run]\nname = "t"\nresult_dir = "{tmp_path}"\n[sampler]\nrate_hz = 20\n'
     s = parse_plan(text, base_dir=tmp_path).sampler
     assert s.max_gap_s is None and s.gap_limit_s() == 2.5 and s.gap_limit_s(1000) == 0.5
     assert s.on_gap == "remeasure" and s.min_coverage == 0.99

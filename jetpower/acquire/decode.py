@@ -25,6 +25,7 @@ from jetpower.sensors import SensorSet
 if TYPE_CHECKING:
     from jetpower._native import Records
 
+I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 #: the power log's voltage column for sources that measure no voltage (NVML, RAPL)
@@ -168,8 +169,17 @@ class Decoder:
             log_mv = first[0]
             with np.errstate(divide="ignore", invalid="ignore"):
                 log_ma = np.where(log_mv != 0, total / log_mv, nan)
+        arr = getattr(records, "array", None)
+        names = getattr(getattr(arr, "dtype", None), "names", None) or ()
+        read_ns: list[tuple[I64, I64] | None] = []
+        for c in self._stamp_of:  # ring v2: the start and end of each rail's read
+            if arr is None or c < 0 or "read_start_ns" not in names:
+                read_ns.append(None)
+            else:
+                read_ns.append((arr["read_start_ns"][:, c].astype(np.int64),
+                                arr["read_end_ns"][:, c].astype(np.int64)))
         return Batch(t_ns, rails, energy if any(self._has_energy) else [None] * len(rails),
-                     total, log_mv, log_ma)
+                     total, log_mv, log_ma, read_ns)
 
     def _counter_power_batch(self, k: int, t_ns: npt.NDArray[np.int64], uj: F64,
                              wrap: int | None) -> F64:
@@ -264,8 +274,12 @@ class Batch(Sequence[Reading]):
     """
 
     def __init__(self, t_ns: npt.NDArray[np.int64], rails: list[tuple[F64, F64, F64]],
-                 energy_uj: list[F64 | None], total_uw: F64, log_mv: F64, log_ma: F64) -> None:
+                 energy_uj: list[F64 | None], total_uw: F64, log_mv: F64, log_ma: F64,
+                 read_ns: list[tuple[I64, I64] | None] | None = None) -> None:
         self.t_ns = t_ns
+        #: per rail: (start, end) ns of its reading channel's read, 0 and 0 where not attempted;
+        #: None without per-read stamps (ring v1)
+        self.read_ns = read_ns if read_ns is not None else [None] * len(rails)
         self.rails = rails
         self.energy_uj = energy_uj
         self.total_uw = total_uw
@@ -302,6 +316,8 @@ class Batch(Sequence[Reading]):
             flt(self.total_uw), num(self.log_mv), flt(self.log_ma),
             tuple(None if e is None else num(e) for e in self.energy_uj)
             if any(e is not None for e in self.energy_uj) else (),
+            tuple(None if s is None or not (s[0][i] or s[1][i]) else (int(s[0][i]), int(s[1][i]))
+                  for s in self.read_ns) if any(s is not None for s in self.read_ns) else (),
         )
 
     def __iter__(self) -> Iterator[Reading]:

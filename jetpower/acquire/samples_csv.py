@@ -107,6 +107,12 @@ class Writer:
             if self._has_energy[k]:
                 e = b.energy_uj[k]
                 cols.append(e if e is not None else np.full(n, np.nan))
+            st = b.read_ns[k]
+            if st is None:
+                cols += [np.full(n, np.nan), np.full(n, np.nan)]
+            else:  # exact int64 (ns of a long uptime exceed float64's integers), empty when unread
+                unread = (st[0] == 0) & (st[1] == 0)
+                cols += [np.ma.MaskedArray(st[0], unread), np.ma.MaskedArray(st[1], unread)]
         cols.append(b.total_uw)
         return format_int_table(cols)
 
@@ -118,12 +124,15 @@ _DIGITS4 = np.array([list(f"{i:04d}".encode()) for i in range(10000)], dtype=np.
 
 def format_int_table(cols: Sequence[F64 | I64]) -> str:
     """CSV text of columns of integers (float columns are rounded half to even, NaN is an empty
-    cell), one row per element: every digit is placed by numpy (four at a time, from a table)
-    into one byte matrix, whose kept bytes are the text; no Python per row or cell."""
+    cell; masked cells of a masked integer column are empty too), one row per element: every
+    digit is placed by numpy (four at a time, from a table) into one byte matrix, whose kept bytes are the text; no Python per row or cell."""
     n = len(cols[0])
     prepared = []
     for col in cols:
-        if col.dtype.kind == "f":
+        if isinstance(col, np.ma.MaskedArray):
+            empty = np.ma.getmaskarray(col)
+            x = col.filled(0).astype(np.int64)
+        elif col.dtype.kind == "f":
             empty = np.isnan(col)
             x = np.rint(np.where(empty, 0.0, col)).astype(np.int64)
         else:
