@@ -107,7 +107,8 @@ def owned_temp_dir(prefix: str, parent: str | None = None) -> Iterator[Path]:
     remove_stale(base, prefix)
     with tempfile.TemporaryDirectory(prefix=prefix, dir=base) as tmp:
         path = Path(tmp)
-        (path / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+        (path / OWNER_FILE).write_text(
+            f"{os.getpid()} {_start_time(os.getpid())} {_pid_namespace()}\n")
         yield path
 
 
@@ -115,7 +116,8 @@ def remove_stale(base: Path, prefix: str) -> list[Path]:
     """Remove the directories ``base/prefix*`` whose recorded owner is no longer alive.
 
     A directory without an owner file is left alone (not ours to judge), and so is one whose
-    owner lives (or whose pid was reused: the start time recorded beside it tells them apart).
+    owner lives (a reused pid is told apart by the start time recorded beside it), and one made
+    in another pid namespace (a container sharing /dev/shm: its pids mean nothing here).
     """
     removed: list[Path] = []
     try:
@@ -126,15 +128,24 @@ def remove_stale(base: Path, prefix: str) -> list[Path]:
         if not d.name.startswith(prefix) or d.is_symlink() or not d.is_dir():
             continue
         try:
-            pid_text, _, started = (d / OWNER_FILE).read_text().strip().partition(" ")
-            pid = int(pid_text)
-        except (OSError, ValueError):
+            fields = (d / OWNER_FILE).read_text().split()
+            pid = int(fields[0])
+        except (OSError, ValueError, IndexError):
             continue
-        if _alive(pid, started):
+        started = fields[1] if len(fields) > 1 else ""
+        if len(fields) < 3 or fields[2] != _pid_namespace() or _alive(pid, started):
             continue
         shutil.rmtree(d, ignore_errors=True)
         removed.append(d)
     return removed
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace (``pid:[inode]``), or "" where unknown."""
+    try:
+        return str(Path("/proc/self/ns/pid").readlink())
+    except OSError:
+        return ""
 
 
 def _start_time(pid: int) -> str:
