@@ -196,7 +196,7 @@ def test_sample_sigkill_leaves_nothing_after_next_start(tmp_path: Path) -> None:
     finally:
         p.kill()
     assert not _wait_gone(list(kids.values())), "children outlived a SIGKILLed sample"
-    assert all(d.exists() for d in left)  # nobody could remove them yet
+    # (another jetpower starting meanwhile on this machine may already have removed them)
     q = _sample(tmp_path / "b", "--seconds", "0.5")
     _, stderr = q.communicate(timeout=30)
     assert q.returncode == 0, stderr
@@ -250,7 +250,6 @@ def test_run_sigkill_directories_removed_at_next_start(tmp_path: Path) -> None:
     finally:
         live.kill()
     assert_no_orphans(live)
-    assert all(x.exists() for x in dirs)
     nxt = Live(write_plan(tmp_path, ["lenet"], idle=0.3, cooldown=0.1), tmp_path / "second")
     try:
         nxt.wait_event("sampler_started")
