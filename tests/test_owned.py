@@ -390,3 +390,31 @@ def test_resume_follows_no_planted_symlink(tmp_path: Path) -> None:
     m = manifest(d)
     assert "jetpower_samples.resume2.csv" in m["sampler"]["samples_files"]
     assert "jetpower_samples.resume1.csv" not in m["sampler"]["samples_files"]
+
+
+def test_stale_removal_asks_the_owner_files_lock(tmp_path: Path) -> None:
+    """A directory whose owner file names a pid that means nothing here (another pid namespace
+    sharing /dev/shm) is kept while its flock is held, and removed once the holder is dead; one
+    without an owner file, or in an older format from another namespace, is never touched."""
+    from jetpower._fs import _pid_namespace, remove_stale
+
+    live = tmp_path / "jetpower-test-live"
+    live.mkdir()
+    (live / OWNER_FILE).write_text(f"999999999 1 {_pid_namespace()} flock\n")
+    foreign = tmp_path / "jetpower-test-old"
+    foreign.mkdir()
+    (foreign / OWNER_FILE).write_text("999999999 1 pid:[1]\n")
+    (tmp_path / "jetpower-test-bare").mkdir()
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(live / OWNER_FILE)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert remove_stale(tmp_path, "jetpower-test-") == []
+        holder.kill()
+        holder.wait(5)
+    finally:
+        holder.kill()
+    assert remove_stale(tmp_path, "jetpower-test-") == [live]
+    assert foreign.exists() and (tmp_path / "jetpower-test-bare").exists()
