@@ -98,25 +98,41 @@ OWNER_FILE = "owner.pid"
 
 @contextlib.contextmanager
 def owned_temp_dir(prefix: str, parent: str | None = None) -> Iterator[Path]:
-    """A temporary directory that records its owner's pid, removed on leaving the block.
+    """A temporary directory that records its owner, removed on leaving the block.
 
-    Before it is made, directories of the same ``prefix`` whose owner is dead (a SIGKILLed
-    run cannot clean up) are removed: see :func:`remove_stale`.
+    The owner holds an ``flock`` on the directory's ``owner.pid`` (pid, start time, pid
+    namespace, "flock") for the block: the kernel releases it when the owner dies, however it
+    dies, and in every pid namespace alike.  Before the directory is made, directories of the
+    same ``prefix`` whose owner is dead (a SIGKILLed run cannot clean up) are removed: see
+    :func:`remove_stale`.
     """
+    import fcntl
+
     base = Path(parent or tempfile.gettempdir())
     remove_stale(base, prefix)
     with tempfile.TemporaryDirectory(prefix=prefix, dir=base) as tmp:
         path = Path(tmp)
-        (path / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
-        yield path
+        fd = os.open(path / OWNER_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, f"{os.getpid()} {_start_time(os.getpid())} {_pid_namespace()} "
+                         "flock\n".encode())
+            yield path
+        finally:
+            os.close(fd)
 
 
 def remove_stale(base: Path, prefix: str) -> list[Path]:
     """Remove the directories ``base/prefix*`` whose recorded owner is no longer alive.
 
-    A directory without an owner file is left alone (not ours to judge), and so is one whose
-    owner lives (or whose pid was reused: the start time recorded beside it tells them apart).
+    Alive means: the owner file's ``flock`` is held (the kernel frees it when the owner dies).
+    A directory without an owner file is left alone (not ours to judge); so is one whose owner
+    file names no flock (an older jetpower) unless its pid is of our pid namespace and dead (a
+    reused pid is told apart by the start time recorded beside it).
     """
+    import fcntl
+
     removed: list[Path] = []
     try:
         entries = list(base.iterdir())
@@ -126,15 +142,32 @@ def remove_stale(base: Path, prefix: str) -> list[Path]:
         if not d.name.startswith(prefix) or d.is_symlink() or not d.is_dir():
             continue
         try:
-            pid_text, _, started = (d / OWNER_FILE).read_text().strip().partition(" ")
-            pid = int(pid_text)
-        except (OSError, ValueError):
+            fd = os.open(d / OWNER_FILE, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
             continue
-        if _alive(pid, started):
-            continue
-        shutil.rmtree(d, ignore_errors=True)
-        removed.append(d)
+        try:
+            fields = os.pread(fd, 200, 0).decode(errors="replace").split()
+            if fields[3:4] == ["flock"]:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its owner lives
+            elif (len(fields) < 3 or fields[2] != _pid_namespace()
+                  or not fields[0].isdigit() or _alive(int(fields[0]), fields[1])):
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        finally:
+            os.close(fd)
     return removed
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace (``pid:[inode]``), or "" where unknown."""
+    try:
+        return str(Path("/proc/self/ns/pid").readlink())
+    except OSError:
+        return ""
 
 
 def _start_time(pid: int) -> str:

@@ -192,3 +192,31 @@ def test_simulated_campaign_self_check(tmp_path: Path) -> None:
     assert html.escape(check["line"]) in (res.out / "report.html").read_text()
     marker = json.loads((res.out / "jetpower_report.json").read_text())
     assert marker["numbers"]["self_check"]["line"] == check["line"]
+
+
+def test_samples_csv_v2_stamps_and_v1_still_read(tmp_path: Path) -> None:
+    """v2 rows carry each rail's read start/end (empty where the ring had none); a v1 file
+    (no such columns) is still read, and an unknown version is refused."""
+    from jetpower.acquire import samples_csv
+    from jetpower.acquire.decode import Reading
+    from jetpower.sensors import discover
+    from jetpower.sensors.simulate import create_tree
+
+    sensor = discover(create_tree(tmp_path / "tree"), "simulated").select(("VDD_IN",))
+    w = samples_csv.Writer(sensor)
+    rows = [Reading(100, ((5000, 1000, 5e6),), 5e6, 5000, 1000.0, (None,), ((90, 95),)),
+            Reading(200, ((5000, 1200, 6e6),), 6e6, 5000, 1200.0, (None,), ())]
+    p = tmp_path / "s.csv"
+    p.write_text(w.header() + w.rows(rows))
+    s = samples_csv.read(p, optional=("VDD_IN_read_start_ns", "VDD_IN_read_end_ns"))
+    assert p.read_text().startswith("# jetpower-samples v2\n")
+    assert s.values["VDD_IN_read_start_ns"][0] == 90 and s.values["VDD_IN_read_end_ns"][0] == 95
+    assert np.isnan(s.values["VDD_IN_read_start_ns"][1])
+    old = tmp_path / "old.csv"
+    old.write_text("# jetpower-samples v1\nt_ns,VDD_IN_mV,VDD_IN_mA,VDD_IN_uW,total_uW\n"
+                   "100,5000,1000,5000000,5000000\n")
+    s1 = samples_csv.read(old, optional=("VDD_IN_read_start_ns",))
+    assert s1.t_ns.tolist() == [100] and "VDD_IN_read_start_ns" not in s1.values
+    old.write_text(old.read_text().replace("v1", "v7", 1))
+    with pytest.raises(samples_csv.SamplesFileError, match="'7' unknown"):
+        samples_csv.read(old)

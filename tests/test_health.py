@@ -280,7 +280,7 @@ def test_health_keys_are_checked(tmp_path: Path, extra: str, message: str) -> No
     from jetpower.errors import PlanError
     from jetpower.plan import parse_plan
 
-    text = f'models = ["lenet"]\n[run]\nresult_dir = "{tmp_path}"\n[sampler]\n{extra}\n'
+    text = f'models = ["lenet"]\n[run]\nname = "t"\nresult_dir = "{tmp_path}"\n[sampler]\n{extra}\n'
     with pytest.raises(PlanError, match=message):
         parse_plan(text, base_dir=tmp_path)
 
@@ -295,3 +295,28 @@ def test_health_key_defaults(tmp_path: Path) -> None:
     assert s.max_gap_s is None and s.gap_limit_s() == 2.5 and s.gap_limit_s(1000) == 0.5
     assert s.on_gap == "remeasure" and s.min_coverage == 0.99
     assert (_native.MIN_RATE_HZ, _native.MAX_RATE_HZ) == (1, 100_000)
+
+
+def test_bulk_decode_of_counter_rails_across_batches(tmp_path: Path) -> None:
+    """RAPL counter power decoded in bulk, split over batches, equals the record-by-record
+    decode: the first sample has none, a wrap is undone, an invalid read is spanned."""
+    d = tmp_path / "sys/class/powercap/intel-rapl:0"
+    d.mkdir(parents=True)
+    (d / "name").write_text("package-0\n")
+    (d / "max_energy_range_uj").write_text("999999\n")
+    (d / "energy_uj").write_text("0\n")
+    sensor = discover(tmp_path, "rapl")
+    nchan = len(sensor.channels)
+    vals = [900_000, 950_000, 20_000, None, 120_000, 130_000, 990_000, 5_000]
+    a = np.zeros(len(vals), _native.record_dtype(nchan))
+    t = np.arange(len(vals), dtype=np.int64) * 100_000_000 + 10**9
+    a["seq"], a["t_start_ns"], a["t_end_ns"] = np.arange(len(vals)), t, t
+    for i, v in enumerate(vals):
+        a["valid_mask"][i] = 0 if v is None else 1
+        a["values"][i, 0] = 0 if v is None else v
+    one = list(Decoder(sensor).decode(_native.Records(a, nchan)))
+    bulk = Decoder(sensor)
+    got = [*bulk.decode_batch(_native.Records(a[:3], nchan)),
+           *bulk.decode_batch(_native.Records(a[3:], nchan))]
+    assert got == one
+    assert got[0].total_uw is None and got[2].total_uw == pytest.approx(700_000)

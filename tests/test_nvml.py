@@ -179,7 +179,8 @@ def test_decoder_power_and_counter_energy(nvml, tmp_path: Path, no_leaked_childr
     sensor = discover(tmp_path, "nvml")
     rows = _run_sampler(sensor, tmp_path / "ring", n=30)
     dec = Decoder(sensor)
-    assert samples_csv.columns(sensor) == ["t_ns", "GPU0_uW", "GPU0_uJ", "total_uW"]
+    assert samples_csv.columns(sensor) == ["t_ns", "GPU0_uW", "GPU0_uJ", "GPU0_read_start_ns",
+                                           "GPU0_read_end_ns", "total_uW"]  # v2: read stamps
     assert dec.counter_rails == ("GPU0",)
     readings = list(dec.decode(rows))
     assert [r.rails[0][2] for r in readings] == [row[4] * 1000.0 for row in rows]

@@ -109,7 +109,9 @@ def test_counter_power_first_sample_none_and_wrap(tmp_path: Path) -> None:
     assert got[2] == pytest.approx(700_000)             # 20000 + 1e6 - 950000 in 0.1 s
     assert got[3] is None                               # invalid read
     assert got[4] == pytest.approx(100_000 / 0.2)       # spans the invalid read
-    assert samples_csv.columns(dec.sensor) == ["t_ns", "package-0_uW", "package-0_uJ", "total_uW"]
+    assert samples_csv.columns(dec.sensor) == [
+        "t_ns", "package-0_uW", "package-0_uJ", "package-0_read_start_ns", "package-0_read_end_ns",
+        "total_uW"]  # v2: per-read stamps
 
 
 def test_counter_energy_across_wrap(tmp_path: Path) -> None:

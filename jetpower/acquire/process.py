@@ -88,7 +88,15 @@ def _holder(path: Path) -> str:
 def _try_lock(cpu: int) -> int | None:
     """The descriptor holding CPU ``cpu``'s sampler lock, or None when another process holds it."""
     path = _lock_dir() / f"jetpower-sampler-cpu{cpu}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+    except PermissionError:  # another user's lock file: flock works on a read-only descriptor
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as e:
+            raise SamplerError(f"cannot open the sampler CPU lock {path}: {e.strerror}") from e
+    except OSError as e:
+        raise SamplerError(f"cannot open the sampler CPU lock {path}: {e.strerror}") from e
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -97,8 +105,9 @@ def _try_lock(cpu: int) -> int | None:
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    with contextlib.suppress(OSError):  # read-only (another user's file): the lock still holds
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
 
 

@@ -36,7 +36,6 @@ from jetpower.acquire.process import (
     start_sampler,
 )
 from jetpower.acquire.recorder import Recorder
-from jetpower.errors import JetpowerError
 from jetpower.timebase import Anchor
 
 
@@ -88,7 +87,7 @@ async def session(decoder: Decoder, ring: Path, samples_csv: Path | None, *, rat
                 failed = (await asyncio.gather(pump, return_exceptions=True))[0]
                 if handle.alive:
                     await handle.stop()
-                if isinstance(failed, JetpowerError):
+                if isinstance(failed, Exception):  # not a CancelledError: the pump failed
                     raise failed from None
 
 
