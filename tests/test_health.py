@@ -290,7 +290,8 @@ def test_health_key_defaults(tmp_path: Path) -> None:
     rate range is the C header's."""
     from jetpower.plan import parse_plan
 
-    text = f'models = ["lenet"]\n[run]\nname = "t"\nresult_dir = "{tmp_path}"\n[sampler]\nrate_hz = 20\n'
+    text = (f'models = ["lenet"]\n[run]\nname = "t"\nresult_dir = "{tmp_path}"\n'
+            "[sampler]\nrate_hz = 20\n")
     s = parse_plan(text, base_dir=tmp_path).sampler
     assert s.max_gap_s is None and s.gap_limit_s() == 2.5 and s.gap_limit_s(1000) == 0.5
     assert s.on_gap == "remeasure" and s.min_coverage == 0.99

@@ -123,9 +123,11 @@ _DIGITS4 = np.array([list(f"{i:04d}".encode()) for i in range(10000)], dtype=np.
 
 
 def format_int_table(cols: Sequence[F64 | I64]) -> str:
-    """CSV text of columns of integers (float columns are rounded half to even, NaN is an empty
-    cell; masked cells of a masked integer column are empty too), one row per element: every
-    digit is placed by numpy (four at a time, from a table) into one byte matrix, whose kept bytes are the text; no Python per row or cell."""
+    """CSV text of columns of integers, one row per element (float columns are rounded half
+    to even, NaN is an empty cell; masked cells of a masked integer column are empty too).
+
+    Every digit is placed by numpy (four at a time, from a table) into one byte matrix, whose
+    kept bytes are the text; no Python per row or cell."""
     n = len(cols[0])
     prepared = []
     for col in cols:
