@@ -266,7 +266,7 @@ def check_rate(problems: Problems, path: str, raw: Any) -> float | None:
     if raw == 0:
         problems.add(
             path,
-            f'expected {expected}, got 0; 0 means "as fast as the sensor allows", which '
+            f'expected {expected}, got 0; 0 means "each new value once", which '
             "`jetpower sample` accepts, but a campaign needs a fixed rate",
         )
         return None
