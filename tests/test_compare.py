@@ -15,14 +15,14 @@ from jetpower.report.compare import compare, to_csv, to_markdown
 from tests.synthetic import TINY, write_result
 
 PLAN = """
-models = ["lenet", "tinycnn"]
+models = ["lenet"]
 [run]
 name = "c"
 result_dir = "res"
 [idle]
-seconds = 2
-[cooldown]
 seconds = 1
+[cooldown]
+seconds = 0
 [sampler]
 source = "simulated"
 [benchmark]
@@ -30,8 +30,8 @@ backend = "torch"
 device = "cpu"
 dtype = "float32"
 warmup = 10
-runs = 200
-profile_runs = 50
+runs = 100
+profile_runs = 30
 """
 
 

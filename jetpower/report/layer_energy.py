@@ -307,6 +307,15 @@ TRUTH_FILE = "jetpower_simulator_truth.json"
 
 def self_check(data: ResultData, per_model: dict[str, LayerEnergyResult],
                idle_w: float = math.nan) -> dict[str, Any] | None:
+    """:func:`_self_check` with its one printed ``line``, whatever the outcome (a refusal too)."""
+    out = _self_check(data, per_model, idle_w)
+    if out is not None:
+        out["line"] = self_check_line(out)
+    return out
+
+
+def _self_check(data: ResultData, per_model: dict[str, LayerEnergyResult],
+                idle_w: float) -> dict[str, Any] | None:
     """Per-layer energies against the simulator's truth file (simulated runs only): median and
     p90 relative error, 95 % interval coverage, over the layers both have; None without a truth
     file.
@@ -362,14 +371,12 @@ def self_check(data: ResultData, per_model: dict[str, LayerEnergyResult],
         return {"ok": False, "layers": n, "refused": refused,
                 "reason": f"every layer refused ({why or 'no estimate'})"}
     a = np.asarray(errs)
-    out = {"ok": bool(a.size), "layers": n, "refused": refused,
+    return {"ok": bool(a.size), "layers": n, "refused": refused,
            "median_error": float(np.median(a)) if a.size else math.nan,
            "p90_error": float(np.percentile(a, 90)) if a.size else math.nan,
            "coverage": covered / a.size if a.size else math.nan,
            "methods": sorted({r.method for r in per_model.values()}),
            "idle_rebase_w": delta}  # fmt: skip
-    out["line"] = self_check_line(out)
-    return out
 
 
 def self_check_line(c: dict[str, Any]) -> str:
