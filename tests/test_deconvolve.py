@@ -185,9 +185,12 @@ def test_simulated_campaign_self_check(tmp_path: Path) -> None:
         assert mr.layer_method == "window-lsq"
         assert check["median_error"] < 0.3  # 150 runs only: loose; the benchmark has targets
     else:
-        # on a loaded machine the simulator's file writes can lag its conversions so far that
-        # the schedule fit refuses: then the line must say so, naming the schedule
-        assert "conversion schedule" in check["line"], (check, mr.layer_diagnostics)
+        # the simulator's file writes can lag its conversions so far that the schedule fit
+        # refuses (seen under load, and in a full suite run): then the line must carry the
+        # refusal's reason, never a number (issue 10 keeps this open)
+        assert check["reason"] and check["line"] == f"SIMULATED self-check: {check['reason']}", (
+            check, mr.layer_diagnostics)
+        assert "median_error" not in check, check
     assert check["line"] in (res.out / "report.md").read_text()
     assert html.escape(check["line"]) in (res.out / "report.html").read_text()
     marker = json.loads((res.out / "jetpower_report.json").read_text())
