@@ -151,7 +151,12 @@ def window_health(t_ns: npt.ArrayLike, start_ns: int, end_ns: int, *, period_ns:
     over = np.flatnonzero(d > max_gap_ns)
     gaps = [{"start_ns": int(edges[k]), "end_ns": int(edges[k + 1]),
              "seconds": round(int(d[k]) / 1e9, 6)} for k in over.tolist()]
-    n = int(inside.size)
+    return _verdict(int(inside.size), span, period_ns, largest, gaps, min_coverage)
+
+
+def _verdict(n: int, span: int, period_ns: int, largest: int, gaps: list[dict[str, Any]],
+             min_coverage: float) -> dict[str, Any]:
+    """The health dict of a window of ``span`` ns holding ``n`` samples (both judges use it)."""
     coverage = min(1.0, n * period_ns / span) if span > 0 and period_ns > 0 else (
         1.0 if n else 0.0)
     return {
@@ -213,14 +218,4 @@ class StreamHealth:
         gaps = [{"start_ns": a, "end_ns": b, "seconds": round((b - a) / 1e9, 6)}
                 for a, b in stretches if b - a > max_gap_ns]
         largest = max([self.largest_ns, *(b - a for a, b in stretches)])
-        coverage = min(1.0, n * period_ns / span) if span > 0 and period_ns > 0 else (
-            1.0 if n else 0.0)
-        return {
-            "requested_s": round(span / 1e9, 6),
-            "samples": n,
-            "achieved_rate_hz": round(n / (span / 1e9), 3) if span > 0 else 0.0,
-            "coverage": round(coverage, 6),
-            "largest_gap_s": round(largest / 1e9, 6),
-            "gaps": gaps,
-            "flagged": bool(coverage < min_coverage or gaps),
-        }
+        return _verdict(n, span, period_ns, largest, gaps, min_coverage)
