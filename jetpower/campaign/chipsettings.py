@@ -62,7 +62,7 @@ async def chip_settings(plan: Plan, root: Path, result_dir: Path, manifest: Mani
     if asked is None:
         yield
         return
-    request = cs.Request(asked.update_interval, asked.samples, asked.enabled)
+    request = asked  # the plan holds the sensors' own Request
     earlier = result_dir / cs.RECORD_NAME
     if earlier.exists():  # a resumed run: the earlier attempt's record stays beside
         earlier.rename(first_free(lambda k: earlier.with_name(f"{earlier.name}.attempt-{k}")))

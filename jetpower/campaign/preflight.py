@@ -212,7 +212,7 @@ def settings_problems(plan: Plan, root: Path, sensor: Any) -> list[str]:
     if sensor is not None and sensor.source != "ina3221":
         return [f"{key}: the sensor found is {sensor.source!r}; only the hwmon ina3221 driver "
                 "(JetPack 5/6) exposes update_interval, samples and inN_enable"]
-    request = cs.Request(asked.update_interval, asked.samples, asked.enabled)
+    request = asked  # the plan holds the sensors' own Request
     try:
         planned = cs.plan_writes(root, request)
         left = cs.pending(root)

@@ -15,11 +15,11 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from jetpower._native import MAX_RATE_HZ, MIN_RATE_HZ  # the one rate range (the C header's)
+from jetpower.sensors.chipsettings import Request
 
 D = TypeVar("D")
 V = TypeVar("V")
@@ -334,31 +334,8 @@ INA3221_KEYS = ("update_interval", "samples", "enabled")
 MAX_UPDATE_INTERVAL_MS = 60_000
 
 
-@dataclass(frozen=True)
-class Ina3221Settings:
-    """``[sampler.ina3221]``: INA3221 settings for per-layer work, asked for explicitly.
-
-    ``update_interval`` (ms) is written last and, as the hwmon driver does, sets both conversion
-    times to the table entry closest to ``update_interval / (2 x enabled channels x samples)``
-    (0: the shortest, 140 us).  ``samples`` is the averaging count.  ``enabled`` names the rails
-    whose channels keep converting: every other channel of the chips holding them is disabled.
-    A key left out is left as the driver has it.
-    """
-
-    update_interval: int | None = None
-    samples: int | None = None
-    enabled: tuple[str, ...] | None = None
-
-    def asked(self) -> dict[str, Any]:
-        """What the plan asked for (keys given only)."""
-        out: dict[str, Any] = {}
-        if self.update_interval is not None:
-            out["update_interval"] = self.update_interval
-        if self.samples is not None:
-            out["samples"] = self.samples
-        if self.enabled is not None:
-            out["enabled"] = list(self.enabled)
-        return out
+#: ``[sampler.ina3221]``: one definition, the sensors' own (plan imports downward)
+Ina3221Settings = Request
 
 
 #: the sources whose chip settings can be written (the JetPack 5/6 hwmon driver)

@@ -48,7 +48,14 @@ HWMON_GLOB = "sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"  # discovery's, for th
 
 @dataclass(frozen=True)
 class Request:
-    """What a plan asks for (None: left as it is)."""
+    """What a plan's ``[sampler.ina3221]`` asks for: INA3221 settings for per-layer work.
+
+    ``update_interval`` (ms) is written last and, as the hwmon driver does, sets both conversion
+    times to the table entry closest to ``update_interval / (2 x enabled channels x samples)``
+    (0: the shortest, 140 us).  ``samples`` is the averaging count.  ``enabled`` names the rails
+    whose channels keep converting: every other channel of the chips holding them is disabled.
+    A key left out is left as the driver has it.
+    """
 
     update_interval: int | None = None
     samples: int | None = None
